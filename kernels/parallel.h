@@ -1,0 +1,28 @@
+// Deterministic parallel loops: the only OpenMP code in alloy.
+//
+// Work is cut into chunks at fixed boundaries (independent of the thread
+// count); reductions keep one partial per chunk and combine them in chunk
+// order, so results are bit-identical at any thread count.
+//
+// Thread safety: SetThreads is process-wide; call it once before work starts.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+
+namespace alloy::kernels {
+
+inline constexpr size_t kDefaultChunkElems = size_t{1} << 16;  // 64Ki elements
+
+// Sets the number of worker threads (0 = all cores). Returns the number in effect.
+int SetThreads(int n) noexcept;
+int Threads() noexcept;
+
+// Calls fn(chunk_idx, begin, end) for every chunk [begin, end) of [0, n),
+// chunks of `chunk` elements (the last may be shorter), in parallel.
+// fn must not throw.
+void ParallelForChunks(size_t n, size_t chunk,
+                       const std::function<void(size_t, size_t, size_t)>& fn) noexcept;
+
+}  // namespace alloy::kernels

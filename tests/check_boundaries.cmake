@@ -1,0 +1,26 @@
+# Fails when a module includes a module it must not depend on (style guide §2).
+set(rules
+  "kernels|formats/|merge/|cli/"
+  "formats|kernels/|merge/|cli/"
+  "merge|cli/")
+set(bad "")
+foreach(rule IN LISTS rules)
+  string(REPLACE "|" ";" parts "${rule}")
+  list(POP_FRONT parts module)
+  file(GLOB_RECURSE files "${ROOT}/${module}/*.h" "${ROOT}/${module}/*.cc")
+  foreach(f IN LISTS files)
+    file(STRINGS "${f}" lines REGEX "^#include \"")
+    foreach(line IN LISTS lines)
+      foreach(forbidden IN LISTS parts)
+        if(line MATCHES "^#include \"${forbidden}")
+          list(APPEND bad "${f}: ${line}")
+        endif()
+      endforeach()
+    endforeach()
+  endforeach()
+endforeach()
+if(bad)
+  string(REPLACE ";" "\n" msg "${bad}")
+  message(FATAL_ERROR "module boundary violations:\n${msg}")
+endif()
+message(STATUS "module boundaries OK")
