@@ -1,0 +1,27 @@
+#include "cli/exit_codes.h"
+
+namespace alloy::cli {
+
+int ToInt(ExitCode code) { return static_cast<int>(code); }
+
+ExitCode ExitCodeFor(const formats::Status& status) {
+  switch (status.code()) {
+    case formats::ErrorCode::kOk:
+      return ExitCode::kOk;
+    case formats::ErrorCode::kIoError:
+      return ExitCode::kIoFailure;
+    case formats::ErrorCode::kCorrupt:
+    case formats::ErrorCode::kNotFound:
+    case formats::ErrorCode::kUnsupported:
+    case formats::ErrorCode::kInvalidArgument:
+      return ExitCode::kBadInput;
+  }
+  return ExitCode::kInternal;
+}
+
+int ReportError(const formats::Status& status, std::ostream& err) {
+  err << "alloy: error: " << status.message() << "\n";
+  return ToInt(ExitCodeFor(status));
+}
+
+}  // namespace alloy::cli

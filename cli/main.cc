@@ -1,1 +1,46 @@
-int main() { return 0; }
+// The alloy command line: one subcommand per file in cli/cmd_<verb>.*.
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <new>
+
+#include "cli/cmd_convert.h"
+#include "cli/cmd_inspect.h"
+#include "cli/exit_codes.h"
+
+int main(int argc, char** argv) {
+  using alloy::cli::ExitCode;
+  CLI::App app{
+      "alloy: merge, convert and inspect large language model checkpoints.\n"
+      "Docs: docs/ in the source tree (one guide per command)."};
+  app.name("alloy");
+  app.set_version_flag("--version", std::string("alloy ") + ALLOY_VERSION);
+  app.require_subcommand(1);
+  app.footer("Run 'alloy COMMAND --help' for a command's options and examples.");
+
+  alloy::cli::InspectOptions inspect;
+  alloy::cli::ConvertCmdOptions convert;
+  CLI::App* inspect_cmd = alloy::cli::SetupInspect(app, inspect);
+  CLI::App* convert_cmd = alloy::cli::SetupConvert(app, convert);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return alloy::cli::ToInt(ExitCode::kBadInput);
+  }
+
+  try {
+    if (inspect_cmd->parsed()) return alloy::cli::RunInspect(inspect, std::cout, std::cerr);
+    if (convert_cmd->parsed()) return alloy::cli::RunConvert(convert, std::cout, std::cerr);
+  } catch (const std::bad_alloc&) {
+    std::cerr << "alloy: error: out of memory\n";
+    return alloy::cli::ToInt(ExitCode::kInternal);
+  }
+  return alloy::cli::ToInt(ExitCode::kInternal);
+}

@@ -1,0 +1,210 @@
+// CLI tests: Run* called directly with option structs, and the built binary
+// run as a user would (exit codes, messages).
+#include <sys/wait.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/cmd_convert.h"
+#include "cli/cmd_inspect.h"
+#include "examples/tiny_models.h"
+#include "formats/file_util.h"
+#include "tests/testing/safetensors_builder.h"
+#include "tests/testing/temp_dir.h"
+
+namespace alloy::cli {
+namespace {
+
+using testing::TempDir;
+
+struct Run {
+  int code = -1;
+  std::string out, err;
+};
+
+Run Inspect(InspectOptions options) {
+  std::ostringstream out, err;
+  Run r;
+  r.code = RunInspect(options, out, err);
+  r.out = out.str();
+  r.err = err.str();
+  return r;
+}
+
+Run Convert(ConvertCmdOptions options) {
+  std::ostringstream out, err;
+  Run r;
+  r.code = RunConvert(options, out, err);
+  r.out = out.str();
+  r.err = err.str();
+  return r;
+}
+
+// Runs the real binary with `args`; returns its exit code and stderr.
+Run Binary(const std::string& args, const TempDir& dir) {
+  const std::string err_path = dir.Join("stderr.txt");
+  const std::string cmd = std::string(ALLOY_BINARY) + " " + args + " >" + dir.Join("stdout.txt") +
+                          " 2>" + err_path;
+  const int status = std::system(cmd.c_str());
+  Run r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = testing::ReadFileBytes(dir.Join("stdout.txt"));
+  r.err = testing::ReadFileBytes(err_path);
+  return r;
+}
+
+std::string WriteTiny(const TempDir& dir, examples::Family family, const std::string& name) {
+  auto spec = examples::TinyModelPreset("tiny", family);
+  REQUIRE(spec.has_value());
+  REQUIRE(examples::WriteTinyModel(*spec, dir.Join(name)).ok());
+  return dir.Join(name);
+}
+
+TEST_CASE("inspect describes a model", "[cli][inspect]") {
+  TempDir dir;
+  const std::string model = WriteTiny(dir, examples::Family::kQwen2, "qwen");
+  Run r = Inspect({model, false, false, false});
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("Qwen2ForCausalLM") && Catch::Contains("layers:       2") &&
+                        Catch::Contains("tokenizer.json"));
+  r = Inspect({model, true, true, false});
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("model.layers.1.self_attn.q_proj.bias") &&
+                        Catch::Contains("QLoRA") && Catch::Contains("16 B"));
+}
+
+TEST_CASE("inspect --json parameter count is the sum of shape products", "[cli][inspect]") {
+  TempDir dir;
+  const std::string model = WriteTiny(dir, examples::Family::kGemma, "gemma");
+  Run r = Inspect({model, true, true, true});
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  uint64_t params = 0;
+  for (const auto& t : j["tensors"]) {
+    uint64_t n = 1;
+    for (const auto& d : t["shape"]) n *= d.get<uint64_t>();
+    params += n;
+  }
+  CHECK(j["parameters"].get<uint64_t>() == params);
+  CHECK(j["tensor_count"].get<size_t>() == j["tensors"].size());
+  CHECK(j["tied_embeddings"] == true);
+  CHECK(j["layers"]["detected"] == 2);
+  REQUIRE(j["memory"].is_array());
+  for (const auto& row : j["memory"]) {
+    if (row["scenario"] == "inference weights" && row["setting"] == "bf16") {
+      CHECK(row["bytes"].get<double>() == Approx(2.0 * static_cast<double>(params)));
+    }
+  }
+}
+
+TEST_CASE("every malformed safetensors case exits 2 with its reason", "[cli][malformed]") {
+  TempDir dir;
+  const auto cases = testing::MalformedSafetensorsCases();
+  REQUIRE(cases.size() >= 40);
+  for (const auto& c : cases) {
+    DYNAMIC_SECTION(c.id) {
+      const std::string path = dir.Join(c.id + ".safetensors");
+      testing::WriteFileBytes(path, c.bytes);
+      Run direct = Inspect({path, false, false, false});
+      CHECK(direct.code == 2);
+      CHECK_THAT(direct.err, Catch::Contains(c.expected_substring));
+      CHECK_THAT(direct.err, Catch::Contains(path));
+      Run bin = Binary("inspect " + path, dir);
+      CHECK(bin.code == 2);
+      CHECK_THAT(bin.err, Catch::Contains(c.expected_substring));
+    }
+  }
+}
+
+TEST_CASE("a missing model exits 2 and says where it looked", "[cli][errors]") {
+  TempDir dir;
+  Run r = Inspect({"no-such-org/no-such-model", false, false, false});
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("no-such-org/no-such-model"));
+}
+
+TEST_CASE("a malicious shard path in an index exits 2", "[cli][errors]") {
+  TempDir dir;
+  testing::WriteFileBytes(dir.Join("m/model.safetensors.index.json"),
+                          R"({"metadata":{},"weight_map":{"w":"../x.safetensors"}})");
+  Run r = Inspect({dir.Join("m"), false, false, false});
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("invalid shard path"));
+}
+
+TEST_CASE("convert: success, bad dtype, existing output, I/O failure", "[cli][convert]") {
+  TempDir dir;
+  const std::string model = WriteTiny(dir, examples::Family::kLlama, "llama");
+  ConvertCmdOptions ok;
+  ok.input = model;
+  ok.output = dir.Join("f16");
+  ok.dtype = "float16";
+  ok.shard_size = "20KB";
+  ok.json = true;
+  Run r = Convert(ok);
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["dtype"] == "F16");
+  CHECK(j["tensors"].get<int>() > 0);
+  CHECK(formats::IsRegularFile(dir.Join("f16/model.safetensors.index.json")));
+  Run back = Inspect({dir.Join("f16"), false, false, true});
+  REQUIRE(back.code == 0);
+  CHECK(nlohmann::json::parse(back.out)["dtypes"].contains("F16"));
+
+  SECTION("unknown dtype") {
+    ConvertCmdOptions bad = ok;
+    bad.output = dir.Join("x");
+    bad.dtype = "int3";
+    r = Convert(bad);
+    CHECK(r.code == 2);
+    CHECK_THAT(r.err, Catch::Contains("--dtype 'int3'"));
+  }
+  SECTION("bad shard size") {
+    ConvertCmdOptions bad = ok;
+    bad.output = dir.Join("x");
+    bad.shard_size = "lots";
+    r = Convert(bad);
+    CHECK(r.code == 2);
+    CHECK_THAT(r.err, Catch::Contains("--out-shard-size"));
+  }
+  SECTION("existing output") {
+    r = Convert(ok);
+    CHECK(r.code == 2);
+    CHECK_THAT(r.err, Catch::Contains("--overwrite"));
+  }
+  SECTION("output below a regular file is an I/O failure") {
+    testing::WriteFileBytes(dir.Join("plainfile"), "x");
+    ConvertCmdOptions bad = ok;
+    bad.output = dir.Join("plainfile/out");
+    r = Convert(bad);
+    CHECK(r.code == 3);
+  }
+}
+
+TEST_CASE("the binary: --version, --help, per-command help, bad arguments", "[cli][binary]") {
+  TempDir dir;
+  Run r = Binary("--version", dir);
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("alloy " ALLOY_VERSION));
+  r = Binary("--help", dir);
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("inspect") && Catch::Contains("convert"));
+  r = Binary("convert --help", dir);
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("Examples:") && Catch::Contains("--out-shard-size"));
+  r = Binary("inspect --help", dir);
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("--memory"));
+  r = Binary("", dir);
+  CHECK(r.code == 2);
+  r = Binary("frobnicate", dir);
+  CHECK(r.code == 2);
+  r = Binary("convert a b", dir);  // --dtype missing
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("--dtype"));
+}
+
+}  // namespace
+}  // namespace alloy::cli

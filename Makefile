@@ -1,0 +1,58 @@
+# alloy — top-level commands. `make demo` and `make test` work on a fresh
+# Debian 12 machine: they install any missing Debian package first.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_ARGS ?=
+
+# Everything alloy needs from Debian (build, tests, demo, bench).
+DEBIAN_PACKAGES := cmake make g++ libeigen3-dev libcli11-dev catch2 \
+                   libyaml-cpp-dev nlohmann-json3-dev time
+
+.PHONY: all deps build test test-asan demo bench clean help
+
+all: build
+
+help:
+	@echo "make deps       install missing Debian packages (apt-get; root or sudo)"
+	@echo "make build      Release build into $(BUILD)/"
+	@echo "make test       deps + build + the whole test suite (ctest)"
+	@echo "make test-asan  the suite under AddressSanitizer + UBSan ($(ASAN_BUILD)/)"
+	@echo "make demo       deps + build + tiny example models + example runs"
+	@echo "make bench      benchmarks; figures go to docs/PERFORMANCE.md"
+
+deps:
+	@missing=""; \
+	for p in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "deps: all Debian packages present"; fi
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# Runs every test; prints one 'N passed, N failed' line; fails if any failed.
+test: build
+	@scripts/run_ctest.sh $(BUILD) $(JOBS)
+
+test-asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DALLOY_SANITIZE=address,undefined $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	  scripts/run_ctest.sh $(ASAN_BUILD) $(JOBS)
+
+demo: build
+	@scripts/demo.sh $(BUILD)
+
+bench: build
+	@bench/run.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) demo-out

@@ -1,0 +1,27 @@
+// Process exit codes, and the one place that maps alloy's ErrorCode to them.
+//   0 ok · 1 internal error · 2 bad input (file, recipe, arguments) · 3 I/O failure
+#pragma once
+
+#include <ostream>
+
+#include "formats/status.h"
+
+namespace alloy::cli {
+
+enum class ExitCode : int {
+  kOk = 0,
+  kInternal = 1,
+  kBadInput = 2,
+  kIoFailure = 3,
+};
+
+int ToInt(ExitCode code);
+
+// kIoError → 3; kOk → 0; everything else (corrupt, not found, unsupported,
+// invalid argument) → 2.
+ExitCode ExitCodeFor(const formats::Status& status);
+
+// Prints "alloy: error: <message>" to `err` and returns the exit code.
+int ReportError(const formats::Status& status, std::ostream& err);
+
+}  // namespace alloy::cli
