@@ -1,0 +1,177 @@
+#include "formats/model_dir.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "formats/file_util.h"
+#include "formats/safetensors_reader.h"
+#include "formats/sharded_source.h"
+
+namespace alloy::formats {
+namespace {
+
+namespace fs = std::filesystem;
+
+enum class FileKind : uint8_t { kSafetensors, kZip, kPickle, kGguf, kJson, kUnknown };
+
+bool IsJsonSpace(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+// Classifies a file by its leading bytes (DuckDB's MagicBytes). The
+// safetensors test comes first: its first bytes are a length, which can look
+// like another format's magic (N = 640 starts 80 02, like a pickle).
+Result<FileKind> SniffFile(const std::string& path) {
+  ALLOY_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> src, OpenFileSource(path, FileAccess::kPread));
+  const uint64_t size = src->size();
+  std::array<uint8_t, 72> head{};
+  const size_t n = static_cast<size_t>(std::min<uint64_t>(size, head.size()));
+  ALLOY_RETURN_IF_ERROR(src->ReadAt(0, std::span<uint8_t>(head.data(), n)));
+  if (n >= 8) {
+    uint64_t header_len = 0;
+    for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | head[static_cast<size_t>(i)];
+    if (header_len >= 2 && header_len <= kMaxSafetensorsHeaderBytes && header_len <= size - 8) {
+      size_t pos = 8;
+      while (pos < n && IsJsonSpace(head[pos])) ++pos;
+      if (pos < n && head[pos] == '{') return FileKind::kSafetensors;
+    }
+  }
+  if (n >= 4 && std::memcmp(head.data(), "PK\x03\x04", 4) == 0) return FileKind::kZip;
+  if (n >= 4 && std::memcmp(head.data(), "GGUF", 4) == 0) return FileKind::kGguf;
+  if (n >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5) return FileKind::kPickle;
+  size_t pos = 0;
+  while (pos < n && IsJsonSpace(head[pos])) ++pos;
+  if (pos < n && (head[pos] == '{' || head[pos] == '[')) return FileKind::kJson;
+  return FileKind::kUnknown;
+}
+
+// Opens one checkpoint file, choosing the reader by content, not extension.
+Result<std::unique_ptr<TensorSource>> OpenCheckpointFile(const std::string& path,
+                                                         FileAccess access) {
+  ALLOY_ASSIGN_OR_RETURN(FileKind kind, SniffFile(path));
+  switch (kind) {
+    case FileKind::kZip:
+    case FileKind::kPickle:
+      return Status::Unsupported(path +
+                                 ": PyTorch checkpoints are not supported yet (convert it to "
+                                 "safetensors first)");
+    case FileKind::kGguf:
+      return Status::Unsupported(path + ": GGUF is not supported yet");
+    case FileKind::kJson:
+      return Status::InvalidArgument(path +
+                                     ": this is a JSON file, not a checkpoint; pass the model "
+                                     "directory or a .safetensors file");
+    case FileKind::kSafetensors:
+    case FileKind::kUnknown:
+      // Unknown bytes go to the safetensors reader, whose errors say exactly
+      // which check failed ("header too small", "invalid header length", ...).
+      break;
+  }
+  return OpenSafetensorsFile(path, access);
+}
+
+constexpr std::array<std::string_view, 5> kLookedFor = {
+    "model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json",
+    "pytorch_model.bin", "adapter_config.json"};
+
+Result<std::unique_ptr<TensorSource>> OpenModelDirectory(const std::string& dir, FileAccess access,
+                                                         std::vector<std::string>* warnings) {
+  const std::string index = dir + "/model.safetensors.index.json";
+  if (IsRegularFile(index)) return OpenShardedSafetensors(index, access, warnings);
+  const std::string single = dir + "/model.safetensors";
+  if (IsRegularFile(single)) return OpenCheckpointFile(single, access);
+
+  for (std::string_view name : {"pytorch_model.bin.index.json", "pytorch_model.bin"}) {
+    if (IsRegularFile(dir + "/" + std::string(name))) {
+      return Status::Unsupported(dir + ": found " + std::string(name) +
+                                 "; PyTorch checkpoints are not supported yet (convert the model "
+                                 "to safetensors first)");
+    }
+  }
+  if (IsRegularFile(dir + "/adapter_config.json")) {
+    return Status::Unsupported(dir +
+                               ": found adapter_config.json; PEFT adapters are not supported yet "
+                               "(merge the adapter into its base model first)");
+  }
+
+  std::string msg = dir + ": no checkpoint found (looked for ";
+  for (size_t i = 0; i < kLookedFor.size(); ++i) {
+    if (i) msg += ", ";
+    msg += kLookedFor[i];
+  }
+  msg += ")";
+  // Point at differently named weights (variants, consolidated.*) if any.
+  std::vector<std::string> others;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() > 12 && name.compare(name.size() - 12, 12, ".safetensors") == 0) {
+      others.push_back(name);
+    }
+  }
+  std::sort(others.begin(), others.end());
+  if (!others.empty()) {
+    msg += "; other .safetensors files here: ";
+    for (size_t i = 0; i < others.size() && i < 5; ++i) {
+      if (i) msg += ", ";
+      msg += others[i];
+    }
+    if (others.size() > 5) msg += ", ...";
+    msg += " (pass one of them directly)";
+  }
+  return Status::NotFound(std::move(msg));
+}
+
+}  // namespace
+
+const std::vector<std::string>& CompanionFileNames() {
+  static const std::vector<std::string> kNames = {
+      "config.json",
+      "generation_config.json",
+      "tokenizer.json",
+      "tokenizer.model",
+      "tokenizer_config.json",
+      "special_tokens_map.json",
+      "added_tokens.json",
+      "vocab.json",
+      "merges.txt",
+      "chat_template.jinja",
+      "chat_template.json",
+      "preprocessor_config.json",
+  };
+  return kNames;
+}
+
+Result<std::unique_ptr<TensorSource>> OpenModel(const std::string& path, FileAccess access,
+                                                std::vector<std::string>* warnings) {
+  if (path.empty()) return Status::InvalidArgument("empty model path");
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    return ErrnoStatus("cannot open model", path, errno);
+  }
+  if (S_ISDIR(st.st_mode)) {
+    std::string dir = path;
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    return OpenModelDirectory(dir, access, warnings);
+  }
+  if (S_ISREG(st.st_mode)) return OpenCheckpointFile(path, access);
+  return Status::InvalidArgument(path + ": not a regular file or directory");
+}
+
+std::vector<std::string> ListCompanionFiles(const std::string& dir) {
+  std::vector<std::string> found;
+  for (const std::string& name : CompanionFileNames()) {
+    if (IsRegularFile(dir + "/" + name)) found.push_back(name);
+  }
+  return found;
+}
+
+std::string ModelDirectoryOf(const std::string& path) {
+  if (IsDirectory(path)) return path;
+  return ParentDirectory(path);
+}
+
+}  // namespace alloy::formats
