@@ -228,13 +228,7 @@ TEST_CASE("sharded output reads back byte-identical", "[formats][model_writer]")
   CHECK((*src)->files().size() > 1);
   CHECK((*src)->metadata().at("format") == "pt");
   REQUIRE((*src)->tensors().size() == tensors.size());
-  for (const FixtureTensor& t : tensors) {
-    const TensorInfo* info = (*src)->Find(t.name);
-    REQUIRE(info != nullptr);
-    auto view = (*src)->View(*info);
-    REQUIRE(view.ok());
-    CHECK(std::string(reinterpret_cast<const char*>(view->data()), view->size()) == t.data);
-  }
+  CheckSourceHolds(**src, tensors);
 }
 
 TEST_CASE("nothing named out_dir exists until Finish", "[formats][model_writer]") {

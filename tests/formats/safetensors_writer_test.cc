@@ -364,13 +364,7 @@ TEST_CASE("concurrent WriteAt from several threads", "[formats][writer]") {
 
   auto src = OpenSafetensorsFile(path);
   REQUIRE(src.ok());
-  for (const FixtureTensor& t : tensors) {
-    const TensorInfo* info = (*src)->Find(t.name);
-    REQUIRE(info != nullptr);
-    auto view = (*src)->View(*info);
-    REQUIRE(view.ok());
-    CHECK(std::string(reinterpret_cast<const char*>(view->data()), view->size()) == t.data);
-  }
+  CheckSourceHolds(**src, tensors);
 }
 
 TEST_CASE("written files read back through both access modes", "[formats][writer]") {

@@ -55,4 +55,15 @@ void WriteSafetensorsFixture(const std::string& path, const std::vector<FixtureT
   REQUIRE(st.ok());
 }
 
+void CheckSourceHolds(formats::TensorSource& src, const std::vector<FixtureTensor>& tensors) {
+  for (const FixtureTensor& t : tensors) {
+    INFO(t.name);
+    const formats::TensorInfo* info = src.Find(t.name);
+    REQUIRE(info != nullptr);
+    auto view = src.View(*info);
+    REQUIRE(view.ok());
+    CHECK(std::string(reinterpret_cast<const char*>(view->data()), view->size()) == t.data);
+  }
+}
+
 }  // namespace alloy::testing

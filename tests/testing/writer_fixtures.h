@@ -12,6 +12,7 @@
 
 #include "formats/dtype.h"
 #include "formats/tensor_info.h"
+#include "formats/tensor_source.h"
 
 namespace alloy::testing {
 
@@ -36,5 +37,9 @@ formats::TensorInfo InfoOf(const FixtureTensor& t);
 // fails the current test (REQUIRE) on any error.
 void WriteSafetensorsFixture(const std::string& path, const std::vector<FixtureTensor>& tensors,
                              const std::map<std::string, std::string>& metadata = {});
+
+// Checks (Catch2 CHECK/REQUIRE) that `src` holds every fixture tensor with
+// exactly its bytes.
+void CheckSourceHolds(formats::TensorSource& src, const std::vector<FixtureTensor>& tensors);
 
 }  // namespace alloy::testing
