@@ -50,12 +50,6 @@ bool IsEmbeddingOrHead(const std::string& name) {
          name.find("wte") != std::string::npos || name.find("wpe") != std::string::npos;
 }
 
-std::string Gb(double bytes) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.2f GB", bytes / 1e9);
-  return buf;
-}
-
 std::string Num(double x) {
   char buf[48];
   if (x >= 1e9) std::snprintf(buf, sizeof(buf), "%.3gB", x / 1e9);
@@ -153,7 +147,6 @@ std::vector<MemoryRow> EstimateMemory(const ModelSummary& s) {
                     "L × (0.5 + 4/64) B (NF4 + fp32 absmax per 64) + (P − L) × 2 B + A × 16 B; L = " +
                         Num(linear) + ", A = " + Num(adapter)});
   }
-  for (MemoryRow& r : rows) r.formula += " = " + Gb(r.bytes);
   return rows;
 }
 

@@ -21,10 +21,13 @@ step "2. alloy inspect"
 step "3. alloy inspect --memory (what fine-tuning this model would cost)"
 "$alloy" inspect "$out/models/qwen2-base" --memory
 
-step "4. alloy convert bf16 -> f16 -> bf16 (exact round trip for these values)"
+step "4. alloy convert: bf16 -> f16 (sharded output), and bf16 -> f32 -> bf16 (byte-identical)"
 "$alloy" convert "$out/models/llama-ft1" "$out/llama-ft1-f16" --dtype f16 --out-shard-size 100KB
-"$alloy" convert "$out/llama-ft1-f16" "$out/llama-ft1-bf16" --dtype bf16
 "$alloy" inspect "$out/llama-ft1-f16"
+"$alloy" convert "$out/models/llama-ft1" "$out/llama-ft1-f32" --dtype f32
+"$alloy" convert "$out/llama-ft1-f32" "$out/llama-ft1-bf16" --dtype bf16
+cmp "$out/models/llama-ft1/model.safetensors" "$out/llama-ft1-bf16/model.safetensors"
+echo "round trip bf16 -> f32 -> bf16: model.safetensors is byte-identical"
 
 step "5. a malformed file is refused with exit code 2 and a precise message"
 printf '\x10\x00\x00\x00\x00\x00\x00\x00{"w":{"dtype":"F32"' > "$out/broken.safetensors"
