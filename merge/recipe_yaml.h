@@ -1,0 +1,95 @@
+// Internal to merge/recipe*.cc: yaml-cpp node helpers shared by the recipe
+// parser. Not for the planner (it includes yaml-cpp); see merge/recipe.h.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "formats/status.h"
+#include "merge/recipe.h"
+#include "merge/recipe_params.h"
+
+namespace alloy::merge::recipe_internal {
+
+// Where the current document sits in the file, and where warnings go.
+struct DocContext {
+  std::string file;     // display name
+  int line_offset = 0;  // file line of the parsed text's first line, minus 1
+  std::vector<Warning>* warnings = nullptr;
+};
+
+// 1-based file positions of a node (yaml-cpp marks are 0-based).
+int LineOf(const DocContext& ctx, const YAML::Node& node);
+int ColumnOf(const YAML::Node& node);
+
+// kInvalidArgument "<file>:<line>:<column>: <message>".
+formats::Status ErrorAt(const DocContext& ctx, int line, int column, std::string_view message);
+formats::Status ErrorAt(const DocContext& ctx, const YAML::Node& node, std::string_view message);
+void WarnAt(const DocContext& ctx, const YAML::Node& node, std::string message);
+
+// "`s`", for names and keys in messages.
+std::string Quote(std::string_view s);
+
+// Integer-valued, non-negative and exactly representable (≤ 2^53): the
+// integers a recipe may write as `16` or `16.0`.
+bool IsSmallInteger(double v);
+
+// The node's text when it is a scalar, else "".
+std::string ScalarOrEmpty(const YAML::Node& node);
+
+// "a mapping", "a list", "a scalar", "empty (null)".
+std::string_view NodeKindName(const YAML::Node& node);
+
+// Refuses a mapping anywhere under `node` that has the same key twice, naming
+// both lines (§2.1 parser notes: yaml-cpp keeps duplicates silently).
+formats::Status CheckDuplicateKeys(const DocContext& ctx, const YAML::Node& node);
+
+// A number as mergekit reads one (§2.3): plain `.5`, `1`, `1e-3`, `0x10`,
+// booleans true/false (and YAML 1.1 yes/no/on/off) as 1/0, and numeric quoted
+// strings. `what` names the value in messages. Refuses null, other strings
+// and non-finite values.
+formats::Result<double> ParseNumber(const DocContext& ctx, const YAML::Node& node,
+                                    std::string_view what);
+
+// One parameter setting (§2.3): scalar, gradient, or conditional list.
+// `key` is the parameter's key node (for its name and position).
+formats::Result<ParamSetting> ParseSetting(const DocContext& ctx, const YAML::Node& key,
+                                           const YAML::Node& value);
+
+// A `parameters:` mapping; null (only comments under it) is empty.
+formats::Result<ParamMap> ParseParamMap(const DocContext& ctx, const YAML::Node& key,
+                                        const YAML::Node& value);
+
+// A model reference in string or dict form (§2.2).
+formats::Result<ModelRef> ParseModelRefNode(const DocContext& ctx, const YAML::Node& key,
+                                            const YAML::Node& value);
+
+// Positions the validator needs that the Recipe value does not keep.
+struct DocFacts {
+  int doc_line = 1;  // first line of the document's mapping
+  int method_line = 0;
+  int method_column = 0;
+  // Top-level keys that are parameter names (e.g. a `t:` that slipped out of
+  // `parameters:`), for "did you mean" hints.
+  struct StrayKey {
+    std::string name;
+    int line = 0;
+    int column = 0;
+  };
+  std::vector<StrayKey> stray_parameters;
+};
+
+// Parses one document (merge/recipe_document.cc). Refuses mergekit-moe
+// recipes with kUnsupported.
+formats::Result<Recipe> ParseDocument(const DocContext& ctx, const YAML::Node& doc,
+                                      DocFacts* facts);
+
+// Static checks of one parsed document (merge/recipe_validate.cc): method
+// name, models/slices/modules, base model, layer ranges, required
+// parameters, unsupported features. Adds warnings (Decision (i)).
+formats::Status ValidateRecipe(const DocContext& ctx, const DocFacts& facts, const Recipe& recipe);
+
+}  // namespace alloy::merge::recipe_internal
