@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/exit_codes.h"
+#include "cli/interrupt.h"
 #include "cli/progress.h"
 #include "formats/model_writer.h"
 #include "merge/convert_job.h"
@@ -70,6 +71,7 @@ int RunConvert(const ConvertCmdOptions& options, std::ostream& out, std::ostream
   job.convert.progress = [&bar](uint64_t done, uint64_t total, std::string_view tensor) {
     bar.Update(done, total, tensor);
   };
+  job.convert.cancel = InstallInterruptHandler();
   job.max_shard_bytes = *shard;
   job.overwrite = options.overwrite;
   job.fsync = options.fsync;
@@ -77,6 +79,10 @@ int RunConvert(const ConvertCmdOptions& options, std::ostream& out, std::ostream
   auto report = merge::ConvertModel(options.input, options.output, job, &warnings);
   bar.Finish();
   for (const std::string& w : warnings) err << "alloy: warning: " << w << "\n";
+  if (!report.ok() && job.convert.cancel->load()) {
+    err << "alloy: interrupted; the partial output was removed\n";
+    return ToInt(ExitCode::kInterrupted);
+  }
   if (!report.ok()) return ReportError(report.status(), err);
 
   const double secs =

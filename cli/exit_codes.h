@@ -1,5 +1,6 @@
 // Process exit codes, and the one place that maps alloy's ErrorCode to them.
 //   0 ok · 1 internal error · 2 bad input (file, recipe, arguments) · 3 I/O failure
+//   130 interrupted (Ctrl-C; partial output removed)
 #pragma once
 
 #include <ostream>
@@ -13,6 +14,7 @@ enum class ExitCode : int {
   kInternal = 1,
   kBadInput = 2,
   kIoFailure = 3,
+  kInterrupted = 130,
 };
 
 int ToInt(ExitCode code);

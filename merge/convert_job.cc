@@ -80,6 +80,10 @@ Status ConvertOne(formats::TensorSource& src, formats::TensorSink& sink, size_t 
     const size_t n = end - begin;
     Reserve(buf.in, chunk * unit_in);
     std::span<uint8_t> in_bytes(buf.in.data(), n * unit_in);
+    if (options.cancel && options.cancel->load(std::memory_order_relaxed)) {
+      statuses[chunk_idx] = Status::IoError("interrupted");
+      return;
+    }
     Status st = src.Read(in, begin * unit_in, in_bytes);
     if (st.ok() && raw_copy) {
       st = sink.WriteAt(out_index, begin * unit_out, in_bytes);

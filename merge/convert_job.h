@@ -10,6 +10,7 @@
 // Thread safety: one job at a time per sink; internally parallel.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -34,6 +35,10 @@ struct ConvertOptions {
   size_t chunk_elems = size_t{1} << 20;
   int threads = 0;  // worker threads (0 = all cores); output does not depend on it
   ProgressFn progress;
+  // When set and it becomes true (e.g. from a SIGINT handler), the job stops
+  // at the next chunk with kIoError "interrupted"; the sink then removes its
+  // temporary output.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 // A tensor whose values did not survive unchanged in range.

@@ -1,7 +1,9 @@
 #include "merge/convert_job.h"
 
 #include <catch2/catch.hpp>
+#include <atomic>
 #include <cstring>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "examples/tiny_models.h"
@@ -267,6 +269,27 @@ TEST_CASE("a malformed config.json fails before any output exists", "[merge][con
   CHECK(failed.status().code() == formats::ErrorCode::kCorrupt);
   CHECK_THAT(failed.status().message(), Catch::Contains("config.json"));
   CHECK_FALSE(formats::IsDirectory(dir.Join("out")));
+}
+
+}  // namespace
+}  // namespace alloy::merge
+
+namespace alloy::merge {
+namespace {
+
+TEST_CASE("a cancelled conversion stops and leaves no output", "[merge][convert]") {
+  testing::TempDir dir;
+  REQUIRE(examples::WriteTinyModel(Spec(DType::kF32), dir.Join("in")).ok());
+  std::atomic<bool> cancel{true};
+  ConvertModelOptions options = To(DType::kBF16);
+  options.convert.cancel = &cancel;
+  auto result = ConvertModel(dir.Join("in"), dir.Join("out"), options, nullptr);
+  REQUIRE_FALSE(result.ok());
+  CHECK_THAT(result.status().message(), Catch::Contains("interrupted"));
+  CHECK_FALSE(formats::IsDirectory(dir.Join("out")));
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+    CHECK(entry.path().filename().string().find("alloy-partial") == std::string::npos);
+  }
 }
 
 }  // namespace
