@@ -125,6 +125,31 @@ TEST_CASE("a missing model exits 2 and says where it looked", "[cli][errors]") {
   CHECK_THAT(r.err, Catch::Contains("no-such-org/no-such-model"));
 }
 
+TEST_CASE("inspect and convert resolve org/name@revision from the hub cache", "[cli][hub]") {
+  TempDir dir;
+  const std::string sha = "0123456789abcdef0123456789abcdef01234567";
+  const std::string repo = dir.Join("hub/models--acme--tiny-llama");
+  WriteTiny(dir, examples::Family::kLlama, "hub/models--acme--tiny-llama/snapshots/" + sha);
+  testing::WriteFileBytes(repo + "/refs/main", sha);
+  testing::WriteFileBytes(repo + "/refs/v1", sha + "\n");
+  ::setenv("HF_HUB_CACHE", dir.Join("hub").c_str(), 1);
+  Run r = Inspect({"acme/tiny-llama", false, false, false});
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("LlamaForCausalLM"));
+  r = Inspect({"acme/tiny-llama@v1", false, false, false});
+  CHECK(r.code == 0);
+  ConvertCmdOptions convert;
+  convert.input = "acme/tiny-llama@" + sha;
+  convert.output = dir.Join("out");
+  convert.dtype = "f32";
+  convert.quiet = true;
+  CHECK(Convert(convert).code == 0);
+  r = Inspect({"acme/tiny-llama@v2", false, false, false});
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("v2"));
+  ::unsetenv("HF_HUB_CACHE");
+}
+
 TEST_CASE("a malicious shard path in an index exits 2", "[cli][errors]") {
   TempDir dir;
   testing::WriteFileBytes(dir.Join("m/model.safetensors.index.json"),
