@@ -330,7 +330,7 @@ TEST_CASE("f16 decode is exact for all 65536 codes", "[kernels]") {
   CHECK(F16ToF32(0x7BFF) == 65504.0f);
 }
 
-TEST_CASE("f16 decode→encode is the identity; NaN stays NaN", "[kernels]") {
+TEST_CASE("f16 decode→encode is the identity and NaN stays NaN", "[kernels]") {
   size_t bad = 0;
   for (uint32_t c = 0; c < 65536; ++c) {
     const auto h = static_cast<uint16_t>(c);
@@ -699,7 +699,7 @@ TEST_CASE("bf16 → f16 pitfall values (§5.4)", "[kernels]") {
 
 // ============================== f64 ==============================
 
-TEST_CASE("DecodeF64 is the RNE cast; EncodeF64 is exact", "[kernels]") {
+TEST_CASE("DecodeF64 is the RNE cast and EncodeF64 is exact", "[kernels]") {
   std::mt19937_64 rng(8);
   std::vector<double> in;
   for (int i = 0; i < 200000; ++i) in.push_back(std::bit_cast<double>(rng()));
