@@ -188,7 +188,7 @@ void WriteModel(const std::string& dir, DType dtype,
   REQUIRE(sink->Finish().ok());
 }
 
-TEST_CASE("f16 overflow fails by default, naming the tensor; --clamp-f16 saturates",
+TEST_CASE("f16 overflow fails by default naming the tensor and --clamp-f16 saturates",
           "[merge][convert]") {
   TempDir dir;
   WriteModel(dir.path(), DType::kBF16,

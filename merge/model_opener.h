@@ -1,0 +1,51 @@
+// DiskModelOpener: the planner's model opener for real checkpoints. Applies
+// `--path-map`, resolves hub ids through the local cache
+// (formats::ResolveModelReference), opens each checkpoint once
+// (formats::OpenModel) and reads its config.json.
+//
+// Thread safety: not thread-safe; one opener per merge. Sources live as long
+// as the opener.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "formats/byte_source.h"
+#include "formats/status.h"
+#include "formats/tensor_source.h"
+#include "merge/plan.h"
+
+namespace alloy::merge {
+
+class DiskModelOpener {
+ public:
+  explicit DiskModelOpener(std::vector<std::pair<std::string, std::string>> path_map = {},
+                           formats::FileAccess access = formats::FileAccess::kMmap);
+
+  // Opens `ref` (after the path map) or returns the cached model with the same
+  // canonical directory. Fails with kNotFound (no such path or hub cache
+  // entry), kCorrupt (weights or config.json), kUnsupported (LoRA, layouts
+  // OpenModel refuses), kIoError.
+  formats::Result<OpenedModel> Open(const ModelRef& ref);
+
+  // A ModelOpener bound to this object. REQUIRES: the opener outlives it.
+  ModelOpener AsOpener();
+
+  // Warnings from opening (unmapped shard tensors), in order.
+  const std::vector<std::string>& warnings() const { return warnings_; }
+
+ private:
+  struct Entry {
+    std::unique_ptr<formats::TensorSource> source;
+    OpenedModel opened;
+  };
+  std::vector<std::pair<std::string, std::string>> path_map_;
+  formats::FileAccess access_;
+  std::map<std::string, Entry> by_path_;  // canonical path → model
+  std::vector<std::string> warnings_;
+};
+
+}  // namespace alloy::merge
