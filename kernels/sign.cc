@@ -14,13 +14,19 @@ constexpr size_t kBlock = 256;
 
 inline int SignOf(float v) noexcept { return (v > 0.0f) - (v < 0.0f); }
 
-}  // namespace
+enum class Vote : uint8_t { kWeightedSum, kWeightedCount, kUnweightedSum };
+enum class Divide : uint8_t { kNone, kZeroAsOne, kAtLeast1e6 };
 
-void TiesConsensus(std::span<const std::span<const float>> deltas, std::span<const float> weights,
-                   SignElection election, bool normalize, std::span<float> out) noexcept {
+// The shared consensus loop: elect a majority sign per element from the
+// votes, then sum the weighted deltas that agree with it (and their weights).
+// M is 0/1 and multiplied in, as in mergekit (W·M): branch-free, and an
+// inf/NaN entry poisons its element even when it disagrees. Agreement is
+// tested on the weighted delta; for SCE's non-negative weights that equals
+// testing the unweighted one, since a zero weight adds nothing either way.
+void Consensus(std::span<const std::span<const float>> deltas, std::span<const float> weights,
+               Vote vote_kind, Divide divide, std::span<float> out) noexcept {
   const size_t n = out.size();
   const size_t n_models = deltas.size();
-  const bool by_count = election == SignElection::kCount;
   std::array<double, kBlock> vote;
   std::array<double, kBlock> mixed;
   std::array<double, kBlock> divisor;
@@ -32,14 +38,13 @@ void TiesConsensus(std::span<const std::span<const float>> deltas, std::span<con
     divisor.fill(0.0);
     for (size_t model_idx = 0; model_idx < n_models; ++model_idx) {
       const float* d = deltas[model_idx].data() + begin;
-      const float w = weights[model_idx];
+      const float w = vote_kind == Vote::kUnweightedSum ? 1.0f : weights[model_idx];
       for (size_t j = 0; j < len; ++j) {
         const float weighted = w * d[j];
-        vote[j] += by_count ? static_cast<double>(SignOf(weighted)) : static_cast<double>(weighted);
+        vote[j] += vote_kind == Vote::kWeightedCount ? static_cast<double>(SignOf(weighted))
+                                                     : static_cast<double>(weighted);
       }
     }
-    // M is 0/1 and multiplied in, as in mergekit (W·M): branch-free, and an
-    // inf/NaN entry poisons its element even when it disagrees.
     for (size_t j = 0; j < len; ++j) majority[j] = vote[j] >= 0.0 ? 1.0f : -1.0f;
     for (size_t model_idx = 0; model_idx < n_models; ++model_idx) {
       const float* d = deltas[model_idx].data() + begin;
@@ -53,43 +58,25 @@ void TiesConsensus(std::span<const std::span<const float>> deltas, std::span<con
     }
     for (size_t j = 0; j < len; ++j) {
       double value = mixed[j];
-      if (normalize) value /= divisor[j] == 0.0 ? 1.0 : divisor[j];
+      if (divide == Divide::kZeroAsOne) value /= divisor[j] == 0.0 ? 1.0 : divisor[j];
+      if (divide == Divide::kAtLeast1e6) value /= std::max(divisor[j], 1e-6);
       out[begin + j] = static_cast<float>(value);
     }
   }
 }
 
+}  // namespace
+
+void TiesConsensus(std::span<const std::span<const float>> deltas, std::span<const float> weights,
+                   SignElection election, bool normalize, std::span<float> out) noexcept {
+  Consensus(deltas, weights,
+            election == SignElection::kCount ? Vote::kWeightedCount : Vote::kWeightedSum,
+            normalize ? Divide::kZeroAsOne : Divide::kNone, out);
+}
+
 void SceConsensus(std::span<const std::span<const float>> deltas, std::span<const float> weights,
                   std::span<float> out) noexcept {
-  const size_t n = out.size();
-  const size_t n_models = deltas.size();
-  std::array<double, kBlock> vote;
-  std::array<double, kBlock> mixed;
-  std::array<double, kBlock> divisor;
-  std::array<float, kBlock> majority;
-  for (size_t begin = 0; begin < n; begin += kBlock) {
-    const size_t len = std::min(kBlock, n - begin);
-    vote.fill(0.0);
-    mixed.fill(0.0);
-    divisor.fill(0.0);
-    for (size_t model_idx = 0; model_idx < n_models; ++model_idx) {
-      const float* d = deltas[model_idx].data() + begin;
-      for (size_t j = 0; j < len; ++j) vote[j] += static_cast<double>(d[j]);
-    }
-    for (size_t j = 0; j < len; ++j) majority[j] = vote[j] >= 0.0 ? 1.0f : -1.0f;
-    for (size_t model_idx = 0; model_idx < n_models; ++model_idx) {
-      const float* d = deltas[model_idx].data() + begin;
-      const float s = weights[model_idx];
-      for (size_t j = 0; j < len; ++j) {
-        const double agree = static_cast<double>(d[j] * majority[j] > 0.0f);
-        mixed[j] += static_cast<double>(d[j] * s) * agree;
-        divisor[j] += static_cast<double>(s) * agree;
-      }
-    }
-    for (size_t j = 0; j < len; ++j) {
-      out[begin + j] = static_cast<float>(mixed[j] / std::max(divisor[j], 1e-6));
-    }
-  }
+  Consensus(deltas, weights, Vote::kUnweightedSum, Divide::kAtLeast1e6, out);
 }
 
 }  // namespace alloy::kernels
