@@ -384,6 +384,25 @@ void ModelDirWriterImpl::Abort() {
 
 }  // namespace
 
+namespace {
+
+// True when `dir` holds files a model directory has: weights, an index,
+// config.json or a merge recipe.
+bool LooksLikeModelDirectory(const std::string& dir) {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name == "config.json" || name == "mergekit_config.yml" || name == "adapter_config.json" ||
+        name.ends_with(".safetensors") || name.ends_with(".safetensors.index.json") ||
+        name.ends_with(".bin") || name.ends_with(".gguf")) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<ModelDirWriter>> ModelDirWriter::Create(std::string out_dir,
                                                                ModelWriterOptions options) {
   if (out_dir.empty()) return Status::InvalidArgument("empty output directory");
@@ -402,6 +421,14 @@ Result<std::unique_ptr<ModelDirWriter>> ModelDirWriter::Create(std::string out_d
     if (!empty && !options.overwrite) {
       return Status::InvalidArgument("output directory " + out_dir +
                                      " exists and is not empty; pass --overwrite to replace it");
+    }
+    // --overwrite removes the old directory, so it only replaces what looks
+    // like a model: a typo must never delete a home or project directory.
+    if (!empty && !LooksLikeModelDirectory(out_dir)) {
+      return Status::InvalidArgument(
+          "output directory " + out_dir +
+          " is not empty and does not look like a model (no config.json, *.safetensors, "
+          "index or mergekit_config.yml); refusing to replace it even with --overwrite");
     }
   }
   const std::string parent = ParentDirectory(out_dir);

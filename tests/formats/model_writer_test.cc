@@ -302,6 +302,14 @@ TEST_CASE("overwrite rules", "[formats][model_writer]") {
     CHECK_THAT(r.status().message(), Catch::Contains("--overwrite"));
     CHECK_THAT(r.status().message(), Catch::Contains(out));
 
+    // Not a model: even --overwrite refuses to delete it.
+    r = ModelDirWriter::Create(out, {.overwrite = true});
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() == ErrorCode::kInvalidArgument);
+    CHECK_THAT(r.status().message(), Catch::Contains("does not look like a model"));
+    CHECK(ListDir(out) == std::vector<std::string>{"old.txt"});
+
+    testing::WriteFileBytes(out + "/config.json", "{}");
     WriteModel(out, tensors, {.overwrite = true});
     CHECK(ListDir(out) == std::vector<std::string>{"model.safetensors"});
     CHECK(ListDir(tmp.path()) == std::vector<std::string>{"out"});  // no .alloy-old-* left

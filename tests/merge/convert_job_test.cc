@@ -255,6 +255,12 @@ TEST_CASE("convert refuses an existing output directory unless overwriting", "[m
   CHECK(testing::ReadFileBytes(dir.Join("out/keep.txt")) == "mine");
   ConvertModelOptions overwrite = To(DType::kBF16);
   overwrite.overwrite = true;
+  // Not a model directory: --overwrite still refuses to delete it.
+  refused = ConvertModel(dir.path(), dir.Join("out"), overwrite, nullptr);
+  REQUIRE_FALSE(refused.ok());
+  CHECK_THAT(refused.status().message(), Catch::Contains("does not look like a model"));
+  CHECK(testing::ReadFileBytes(dir.Join("out/keep.txt")) == "mine");
+  testing::WriteFileBytes(dir.Join("out/model.safetensors"), "an old output");
   REQUIRE(ConvertModel(dir.path(), dir.Join("out"), overwrite, nullptr).ok());
   CHECK_FALSE(formats::IsRegularFile(dir.Join("out/keep.txt")));
   CHECK(formats::IsRegularFile(dir.Join("out/model.safetensors")));
