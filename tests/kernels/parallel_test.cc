@@ -1,5 +1,6 @@
 // Tests for kernels/parallel: fixed chunk boundaries and thread-count
 // independent (bit-identical) chunked reductions.
+#include "tests/kernels/kernel_test_support.h"
 #include "kernels/parallel.h"
 
 #include <algorithm>
@@ -21,10 +22,6 @@ struct ChunkRecord {
 };
 
 // Restores the process-wide thread count when a test ends.
-struct ThreadsGuard {
-  ~ThreadsGuard() { SetThreads(0); }
-};
-
 void CheckCoverage(size_t n, size_t chunk, int threads) {
   CAPTURE(n, chunk, threads);
   SetThreads(threads);

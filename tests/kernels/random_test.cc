@@ -1,6 +1,7 @@
 // Tests for kernels/random: Philox4x32-10 known answers, the FNV-1a name
 // hash, the purity of every draw (any split gives the same values) and the
 // distribution of the uniforms.
+#include "tests/kernels/kernel_test_support.h"
 #include "kernels/random.h"
 
 #include <cmath>
@@ -14,11 +15,6 @@
 namespace alloy::kernels {
 namespace {
 
-struct ThreadsGuard {
-  ~ThreadsGuard() { SetThreads(0); }
-};
-
-constexpr size_t kBlock = kDefaultChunkElems;
 
 TEST_CASE("Philox4x32-10 matches Random123's known-answer vectors", "[kernels][random]") {
   CHECK(Philox4x32({0, 0, 0, 0}, {0, 0}) ==

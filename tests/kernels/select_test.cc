@@ -2,6 +2,7 @@
 // magnitude masks against a std::sort reference with the Decision (f) tie
 // rule, over lengths, data shapes (random, bf16 with massive ties,
 // all-negative, all-zero, all-equal, NaN/inf) and densities.
+#include "tests/kernels/kernel_test_support.h"
 #include "kernels/select.h"
 
 #include <algorithm>
@@ -24,12 +25,6 @@
 namespace alloy::kernels {
 namespace {
 
-constexpr size_t kBlock = kDefaultChunkElems;
-const std::vector<size_t> kLengths = {0, 1, 3, 7, kBlock - 1, kBlock, kBlock + 1, 100000};
-
-struct ThreadsGuard {
-  ~ThreadsGuard() { SetThreads(0); }
-};
 
 enum class Shape { kRandom, kBf16Ties, kAllNegative, kAllZero, kAllEqual, kSpecials };
 

@@ -1,6 +1,7 @@
 // Tests for kernels/sign: TIES sign election and disjoint merge, and the SCE
 // variant, against a scalar reference written from mergekit-semantics.md §1.2
 // and §1.12, plus hand-checked cases.
+#include "tests/kernels/kernel_test_support.h"
 #include "kernels/sign.h"
 
 #include <algorithm>
@@ -19,12 +20,6 @@
 namespace alloy::kernels {
 namespace {
 
-struct ThreadsGuard {
-  ~ThreadsGuard() { SetThreads(0); }
-};
-
-constexpr size_t kBlock = kDefaultChunkElems;
-const std::vector<size_t> kLengths = {0, 1, 3, 7, kBlock - 1, kBlock, kBlock + 1, 100000};
 
 int Sign(float v) { return v > 0.0f ? 1 : (v < 0.0f ? -1 : 0); }
 

@@ -1,6 +1,7 @@
 // Tests for kernels/sparsify: mask application, the DARE keep-mask against a
 // per-element reference, the float64 L1 sums (bit-identical at any thread
 // count) and mergekit's count arithmetic.
+#include "tests/kernels/kernel_test_support.h"
 #include "kernels/sparsify.h"
 
 #include <algorithm>
@@ -23,12 +24,6 @@
 namespace alloy::kernels {
 namespace {
 
-struct ThreadsGuard {
-  ~ThreadsGuard() { SetThreads(0); }
-};
-
-constexpr size_t kBlock = kDefaultChunkElems;
-const std::vector<size_t> kLengths = {0, 1, 3, 7, kBlock - 1, kBlock, kBlock + 1, 100000};
 
 std::vector<float> MakeDeltas(size_t n, uint32_t seed, bool bf16, bool negative) {
   std::mt19937 rng(seed);
