@@ -35,6 +35,14 @@ struct Models {
   void Write(const std::string& name, const examples::TinyModelSpec& spec) {
     REQUIRE(examples::WriteTinyModel(spec, dir.Join(name)).ok());
   }
+  // Two llama models "a" (the base weights) and "b" (a fine-tune) of `layers` layers.
+  void WritePair(int64_t layers) {
+    examples::TinyModelSpec spec = Spec();
+    spec.num_layers = layers;
+    Write("a", spec);
+    spec.model_index = 1;
+    Write("b", spec);
+  }
   Recipe Parse(std::string text) {
     for (size_t pos = 0; (pos = text.find("$D", pos)) != std::string::npos;) {
       text.replace(pos, 2, dir.path());
@@ -183,11 +191,7 @@ parameters: {density: 0.4}
 
 TEST_CASE("plan: slerp t per layer follows mergekit's gradient formula", "[merge][plan]") {
   Models m;
-  examples::TinyModelSpec spec = m.Spec();
-  spec.num_layers = 5;
-  m.Write("a", spec);
-  spec.model_index = 1;
-  m.Write("b", spec);
+  m.WritePair(5);
   auto plan = m.Plan(R"(slices:
   - sources:
       - model: $D/a
@@ -236,11 +240,7 @@ parameters:
 
 TEST_CASE("plan: passthrough frankenmerge renumbers layers", "[merge][plan]") {
   Models m;
-  examples::TinyModelSpec spec = m.Spec();
-  spec.num_layers = 4;
-  m.Write("a", spec);
-  spec.model_index = 1;
-  m.Write("b", spec);
+  m.WritePair(4);
   auto plan = m.Plan(R"(slices:
   - sources:
     - model: $D/a
