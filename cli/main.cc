@@ -5,6 +5,7 @@
 
 #include "cli/cmd_convert.h"
 #include "cli/cmd_inspect.h"
+#include "cli/cmd_merge.h"
 #include "cli/exit_codes.h"
 
 int main(int argc, char** argv) {
@@ -19,8 +20,10 @@ int main(int argc, char** argv) {
 
   alloy::cli::InspectOptions inspect;
   alloy::cli::ConvertCmdOptions convert;
+  alloy::cli::MergeCmdOptions merge;
   CLI::App* inspect_cmd = alloy::cli::SetupInspect(app, inspect);
   CLI::App* convert_cmd = alloy::cli::SetupConvert(app, convert);
+  CLI::App* merge_cmd = alloy::cli::SetupMerge(app, merge);
 
   try {
     app.parse(argc, argv);
@@ -38,6 +41,7 @@ int main(int argc, char** argv) {
   try {
     if (inspect_cmd->parsed()) return alloy::cli::RunInspect(inspect, std::cout, std::cerr);
     if (convert_cmd->parsed()) return alloy::cli::RunConvert(convert, std::cout, std::cerr);
+    if (merge_cmd->parsed()) return alloy::cli::RunMerge(merge, std::cout, std::cerr);
   } catch (const std::bad_alloc&) {
     std::cerr << "alloy: error: out of memory\n";
     return alloy::cli::ToInt(ExitCode::kInternal);

@@ -603,6 +603,22 @@ void DecodeF64(std::span<const double> in, std::span<float> out) noexcept {
   });
 }
 
+void NarrowF64RoundToOdd(std::span<const double> in, std::span<float> out) noexcept {
+  Dispatch([&](auto) ALLOY_LAMBDA_INLINE {
+    MapLoop(in.data(), out.data(), in.size(), [](double x) ALLOY_LAMBDA_INLINE {
+      uint32_t bits = F64ToF32Bits(std::bit_cast<uint64_t>(x));
+      const double back = static_cast<double>(BitsF32(bits));
+      const double ax = x < 0 ? -x : x;
+      const double ab = back < 0 ? -back : back;
+      if (back != x && x == x) {
+        if (ab > ax) bits -= 1;  // RNE rounded away from zero: step back (magnitude)
+        bits |= 1;
+      }
+      return BitsF32(bits);
+    });
+  });
+}
+
 void DecodeI8(std::span<const int8_t> in, std::span<float> out) noexcept {
   Dispatch([&](auto) ALLOY_LAMBDA_INLINE {
     MapLoop(in.data(), out.data(), in.size(),

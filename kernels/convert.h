@@ -59,6 +59,13 @@ void EncodeF16(std::span<const float> in, std::span<uint16_t> out, Overflow over
 void EncodeF8E4M3(std::span<const float> in, std::span<uint8_t> out, EncodeStats* stats) noexcept;
 void EncodeF8E5M2(std::span<const float> in, std::span<uint8_t> out, EncodeStats* stats) noexcept;
 void EncodeF64(std::span<const float> in, std::span<double> out) noexcept;
+// float64 → float32 rounded to odd (truncate, then set the last bit when
+// inexact). Encoding that float32 with RNE into any type of at most 22
+// significand bits (bf16, f16, fp8) gives the correctly rounded float64 value:
+// one rounding, as Decision (a) asks of merge outputs. Overflow goes to
+// ±FLT_MAX with the last bit set (which rounds to inf or saturates later);
+// NaN stays NaN.
+void NarrowF64RoundToOdd(std::span<const double> in, std::span<float> out) noexcept;
 // Integers: RNE, saturating (counted as clamped); NaN → 0 (counted as n_nan).
 void EncodeI8(std::span<const float> in, std::span<int8_t> out, EncodeStats* stats) noexcept;
 void EncodeU8(std::span<const float> in, std::span<uint8_t> out, EncodeStats* stats) noexcept;

@@ -27,6 +27,14 @@ int SetThreads(int n) noexcept {
 
 int Threads() noexcept { return g_threads > 0 ? g_threads : HardwareThreads(); }
 
+int ThreadIndex() noexcept {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
 void ParallelForChunks(size_t n, size_t chunk,
                        const std::function<void(size_t, size_t, size_t)>& fn) noexcept {
   if (n == 0) return;

@@ -18,6 +18,8 @@ inline constexpr size_t kDefaultChunkElems = size_t{1} << 16;  // 64Ki elements
 // Sets the number of worker threads (0 = all cores). Returns the number in effect.
 int SetThreads(int n) noexcept;
 int Threads() noexcept;
+// The calling worker's index in [0, Threads()) inside ParallelForChunks, 0 outside.
+int ThreadIndex() noexcept;
 
 // Calls fn(chunk_idx, begin, end) for every chunk [begin, end) of [0, n),
 // chunks of `chunk` elements (the last may be shorter), in parallel.

@@ -99,6 +99,24 @@ void EncodeFromF32(DType dtype, std::span<const float> in, std::span<uint8_t> by
   }
 }
 
+void EncodeFromF64(DType dtype, std::span<const double> in, std::span<uint8_t> bytes,
+                   std::span<float> scratch, kernels::Overflow f16_overflow,
+                   kernels::EncodeStats* stats) {
+  ALLOY_CHECK(CanEncode(dtype) && bytes.size() == in.size() * ElementBytes(dtype));
+  if (dtype == DType::kF64) {
+    std::memcpy(bytes.data(), in.data(), bytes.size());
+    return;
+  }
+  ALLOY_CHECK(scratch.size() >= in.size());
+  std::span<float> f32 = scratch.first(in.size());
+  if (dtype == DType::kF32) {
+    kernels::DecodeF64(in, f32);
+  } else {
+    kernels::NarrowF64RoundToOdd(in, f32);
+  }
+  EncodeFromF32(dtype, f32, bytes, f16_overflow, stats);
+}
+
 void ConvertElements(DType from, DType to, std::span<const uint8_t> in, std::span<uint8_t> out,
                      std::span<float> scratch, kernels::Overflow f16_overflow,
                      kernels::EncodeStats* stats) {

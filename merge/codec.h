@@ -29,6 +29,14 @@ void DecodeToF32(formats::DType dtype, std::span<const uint8_t> bytes, std::span
 void EncodeFromF32(formats::DType dtype, std::span<const float> in, std::span<uint8_t> bytes,
                    kernels::Overflow f16_overflow, kernels::EncodeStats* stats);
 
+// Encodes float64 values as `dtype` with one rounding (Decision (a)): f64 is
+// copied, f32 is an RNE cast, narrower types go through a round-to-odd
+// float32 in `scratch` (at least in.size() floats) and then RNE.
+// REQUIRES: CanEncode(dtype); bytes.size() == in.size() * element size.
+void EncodeFromF64(formats::DType dtype, std::span<const double> in, std::span<uint8_t> bytes,
+                   std::span<float> scratch, kernels::Overflow f16_overflow,
+                   kernels::EncodeStats* stats);
+
 // Converts n elements `from` → `to` (bytes in, bytes out), through `scratch`
 // (at least n floats) unless a fused or copy path exists.
 // REQUIRES: CanDecode(from), CanEncode(to), sizes consistent.

@@ -1,0 +1,347 @@
+#include "merge/executor.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <mutex>
+
+#include "kernels/parallel.h"
+#include "kernels/random.h"
+#include "merge/codec.h"
+
+namespace alloy::merge {
+namespace {
+
+using formats::DType;
+using formats::Status;
+using formats::TensorInfo;
+
+size_t ElementBytes(DType dtype) { return static_cast<size_t>(formats::DTypeBits(dtype)) / 8; }
+
+template <typename T>
+void Grow(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+
+// Scratch of one slot, grown on demand and reused for every chunk of every
+// tensor (fresh pages are expensive: performance-notes.md).
+struct SlotBuffers {
+  std::vector<std::vector<uint8_t>> raw;  // per input
+  std::vector<std::vector<float>> f32;    // per input
+  std::vector<const float*> inputs;
+  std::vector<double> out;
+  std::vector<float> narrow;
+  std::vector<uint8_t> encoded;
+};
+
+// Per-merge state shared by every tensor's pass.
+struct Shared {
+  std::vector<SlotBuffers> slots;
+  const std::atomic<bool>* cancel = nullptr;
+  uint64_t seed = 0;
+};
+
+class StreamingPass final : public TensorPass {
+ public:
+  StreamingPass(const PlannedTensor& tensor, size_t out_index,
+                std::vector<formats::TensorSource*> sources, std::vector<const TensorInfo*> infos,
+                formats::TensorSink& sink, Shared& shared)
+      : tensor_(tensor),
+        out_index_(out_index),
+        sources_(std::move(sources)),
+        infos_(std::move(infos)),
+        sink_(sink),
+        shared_(shared) {
+    numel_ = 1;
+    for (int64_t d : tensor.shape) numel_ *= static_cast<uint64_t>(d);
+    for (size_t i = 0; i < tensor.inputs.size(); ++i) {
+      if (tensor.inputs[i].is_base) base_input_ = static_cast<int>(i);
+    }
+    seed_ = shared.seed;
+    name_hash_ = kernels::HashName(tensor.output_name);
+    num_slots_ = shared.slots.size();
+  }
+
+  const PlannedTensor& tensor() const override { return tensor_; }
+
+  Status Scan(const ScanFn& fn) override {
+    return RunUnordered([&](const Chunk& c, SlotBuffers&) { fn(c); });
+  }
+
+  Status Emit(const EmitFn& fn) override {
+    return RunUnordered([&](const Chunk& c, SlotBuffers& buf) { EmitChunk(c, buf, fn); });
+  }
+
+  Status ScanOrdered(size_t n_counters, const CountFn& count, const OrderedScanFn& fn) override {
+    return RunOrdered(n_counters, count, [&](const Chunk& c, std::span<const uint64_t> prefix,
+                                             SlotBuffers&) { fn(c, prefix); });
+  }
+
+  Status EmitOrdered(size_t n_counters, const CountFn& count, const OrderedEmitFn& fn) override {
+    return RunOrdered(n_counters, count,
+                      [&](const Chunk& c, std::span<const uint64_t> prefix, SlotBuffers& buf) {
+                        EmitChunk(c, buf, [&](const Chunk& cc, std::span<double> out) {
+                          fn(cc, prefix, out);
+                        });
+                      });
+  }
+
+  Status status() const { return Status::OK(); }
+  const kernels::EncodeStats& encode_stats() const { return stats_; }
+  bool emitted() const { return emitted_; }
+
+ private:
+  template <typename Body>
+  Status RunUnordered(const Body& body) {
+    const size_t n_chunks = num_chunks();
+    std::vector<Status> statuses(n_chunks);
+    kernels::ParallelForChunks(n_chunks, 1, [&](size_t chunk_idx, size_t, size_t) {
+      SlotBuffers& buf = shared_.slots[static_cast<size_t>(kernels::ThreadIndex())];
+      Chunk chunk;
+      statuses[chunk_idx] = Load(chunk_idx, static_cast<size_t>(kernels::ThreadIndex()), buf, &chunk);
+      if (statuses[chunk_idx].ok()) body(chunk, buf);
+    });
+    return FirstError(statuses);
+  }
+
+  template <typename Body>
+  Status RunOrdered(size_t n_counters, const CountFn& count, const Body& body) {
+    const size_t n_chunks = num_chunks();
+    const size_t batch = num_slots_;
+    std::vector<Status> statuses(batch);
+    std::vector<Chunk> chunks(batch);
+    std::vector<uint64_t> counters(batch * n_counters);
+    std::vector<uint64_t> prefix(batch * n_counters);
+    std::vector<uint64_t> running(n_counters, 0);
+    for (size_t first = 0; first < n_chunks; first += batch) {
+      const size_t len = std::min(batch, n_chunks - first);
+      kernels::ParallelForChunks(len, 1, [&](size_t j, size_t, size_t) {
+        statuses[j] = Load(first + j, j, shared_.slots[j], &chunks[j]);
+        if (statuses[j].ok()) count(chunks[j], std::span<uint64_t>(&counters[j * n_counters], n_counters));
+      });
+      for (size_t j = 0; j < len; ++j) {
+        if (!statuses[j].ok()) return statuses[j];
+        for (size_t k = 0; k < n_counters; ++k) {
+          prefix[j * n_counters + k] = running[k];
+          running[k] += counters[j * n_counters + k];
+        }
+      }
+      kernels::ParallelForChunks(len, 1, [&](size_t j, size_t, size_t) {
+        body(chunks[j], std::span<const uint64_t>(&prefix[j * n_counters], n_counters),
+             shared_.slots[j]);
+      });
+      if (write_error_set_.load()) break;
+    }
+    return WriteError();
+  }
+
+  Status FirstError(const std::vector<Status>& statuses) {
+    for (const Status& st : statuses) {
+      if (!st.ok()) return st;
+    }
+    return WriteError();
+  }
+
+  Status WriteError() {
+    if (!write_error_set_.load()) return Status::OK();
+    std::lock_guard<std::mutex> lock(mu_);
+    return write_error_;
+  }
+
+  // Reads and decodes chunk `chunk_idx` of every input into `buf`.
+  Status Load(size_t chunk_idx, size_t slot, SlotBuffers& buf, Chunk* chunk) {
+    if (shared_.cancel && shared_.cancel->load(std::memory_order_relaxed)) {
+      return Status::IoError("interrupted");
+    }
+    const uint64_t begin = static_cast<uint64_t>(chunk_idx) * chunk_elems_;
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(numel_ - begin, chunk_elems_));
+    const size_t n_in = tensor_.inputs.size();
+    if (buf.raw.size() < n_in) buf.raw.resize(n_in);
+    if (buf.f32.size() < n_in) buf.f32.resize(n_in);
+    buf.inputs.resize(n_in);
+    for (size_t i = 0; i < n_in; ++i) {
+      const PlannedInput& in = tensor_.inputs[i];
+      const size_t elem = ElementBytes(in.input_dtype);
+      Grow(buf.raw[i], chunk_elems_ * elem);
+      Grow(buf.f32[i], chunk_elems_);
+      std::span<uint8_t> bytes(buf.raw[i].data(), n * elem);
+      ALLOY_RETURN_IF_ERROR(ReadInput(i, begin, bytes));
+      DecodeToF32(in.input_dtype, bytes, std::span<float>(buf.f32[i].data(), n));
+      buf.inputs[i] = buf.f32[i].data();
+    }
+    chunk->index = chunk_idx;
+    chunk->begin = begin;
+    chunk->size = n;
+    chunk->slot = slot;
+    chunk->inputs = std::span<const float* const>(buf.inputs.data(), n_in);
+    return Status::OK();
+  }
+
+  // Bytes of output elements [begin, begin + n) of input i. An input larger
+  // than the output (an embedding with a bigger vocabulary) contributes its
+  // top-left block, row by row.
+  Status ReadInput(size_t i, uint64_t begin, std::span<uint8_t> bytes) {
+    const PlannedInput& in = tensor_.inputs[i];
+    const size_t elem = ElementBytes(in.input_dtype);
+    const TensorInfo& info = *infos_[i];
+    if (in.input_shape == tensor_.shape) {
+      return sources_[i]->Read(info, begin * elem, bytes);
+    }
+    const uint64_t cols = static_cast<uint64_t>(tensor_.shape.back());
+    const uint64_t in_cols = static_cast<uint64_t>(in.input_shape.back());
+    const uint64_t n = bytes.size() / elem;
+    uint64_t done = 0;
+    while (done < n) {
+      const uint64_t flat = begin + done;
+      const uint64_t row = flat / cols, col = flat % cols;
+      const uint64_t len = std::min(cols - col, n - done);
+      ALLOY_RETURN_IF_ERROR(sources_[i]->Read(info, (row * in_cols + col) * elem,
+                                              bytes.subspan(done * elem, len * elem)));
+      done += len;
+    }
+    return Status::OK();
+  }
+
+  template <typename Fn>
+  void EmitChunk(const Chunk& c, SlotBuffers& buf, const Fn& fn) {
+    Grow(buf.out, chunk_elems_);
+    Grow(buf.narrow, chunk_elems_);
+    const size_t out_elem = ElementBytes(tensor_.out_dtype);
+    Grow(buf.encoded, chunk_elems_ * out_elem);
+    std::span<double> out(buf.out.data(), c.size);
+    fn(c, out);
+    kernels::EncodeStats stats;
+    std::span<uint8_t> bytes(buf.encoded.data(), c.size * out_elem);
+    EncodeFromF64(tensor_.out_dtype, out, bytes, std::span<float>(buf.narrow.data(), c.size),
+                  kernels::Overflow::kToInf, &stats);
+    Status st = sink_.WriteAt(out_index_, c.begin * out_elem, bytes);
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.n_overflow += stats.n_overflow;
+    stats_.n_nan += stats.n_nan;
+    stats_.n_clamped += stats.n_clamped;
+    emitted_ = true;
+    if (!st.ok() && !write_error_set_.load()) {
+      write_error_ = std::move(st);
+      write_error_set_.store(true);
+    }
+  }
+
+  const PlannedTensor& tensor_;
+  size_t out_index_;
+  std::vector<formats::TensorSource*> sources_;  // per input
+  std::vector<const TensorInfo*> infos_;         // per input
+  formats::TensorSink& sink_;
+  Shared& shared_;
+  std::mutex mu_;
+  kernels::EncodeStats stats_;
+  bool emitted_ = false;
+  std::atomic<bool> write_error_set_{false};
+  Status write_error_;
+};
+
+// Writes inputs[0]'s bytes unchanged (non-float tensors).
+Status CopyTensor(const PlannedTensor& t, formats::TensorSource& src, const TensorInfo& info,
+                  formats::TensorSink& sink, size_t out_index, Shared& shared) {
+  const uint64_t n = info.nbytes;
+  const size_t chunk = kMergeChunkElems * 4;
+  std::vector<Status> statuses((n + chunk - 1) / chunk);
+  kernels::ParallelForChunks(n, chunk, [&](size_t idx, size_t begin, size_t end) {
+    SlotBuffers& buf = shared.slots[static_cast<size_t>(kernels::ThreadIndex())];
+    Grow(buf.encoded, chunk);
+    std::span<uint8_t> bytes(buf.encoded.data(), end - begin);
+    Status st = src.Read(info, begin, bytes);
+    if (st.ok()) st = sink.WriteAt(out_index, begin, bytes);
+    statuses[idx] = std::move(st);
+  });
+  (void)t;
+  for (Status& st : statuses) {
+    if (!st.ok()) return st;
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+uint64_t TensorPass::row_len() const {
+  const PlannedTensor& t = tensor();
+  if (t.shape.empty()) return 1;
+  return std::max<uint64_t>(1, static_cast<uint64_t>(t.shape.back()));
+}
+
+void TensorPass::AlignChunksToRows() {
+  const uint64_t row = row_len();
+  chunk_elems_ = row >= kMergeChunkElems
+                     ? static_cast<size_t>(row)
+                     : static_cast<size_t>(kMergeChunkElems / row * row);
+}
+
+std::vector<TensorInfo> PlannedOutputTensors(const MergePlan& plan) {
+  std::vector<TensorInfo> out;
+  out.reserve(plan.tensors.size());
+  for (const PlannedTensor& t : plan.tensors) {
+    TensorInfo info;
+    info.name = t.output_name;
+    info.dtype = t.out_dtype;
+    info.shape = t.shape;
+    info.nbytes = t.nbytes;
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+formats::Result<MergeReport> ExecutePlan(const MergePlan& plan,
+                                         std::span<formats::TensorSource* const> sources,
+                                         formats::TensorSink& sink, const ExecuteOptions& options) {
+  ALLOY_CHECK(sources.size() == plan.models.size());
+  ALLOY_ASSIGN_OR_RETURN(std::unique_ptr<MergeMethod> method, MakeMergeMethod(plan.method));
+  kernels::SetThreads(options.threads);
+  Shared shared;
+  shared.slots.resize(static_cast<size_t>(std::max(1, kernels::Threads())));
+  shared.cancel = options.cancel;
+  shared.seed = options.seed;
+
+  ALLOY_RETURN_IF_ERROR(sink.Begin(PlannedOutputTensors(plan), {{"format", "pt"}}));
+  MergeReport report;
+  for (size_t idx = 0; idx < plan.tensors.size(); ++idx) {
+    const PlannedTensor& t = plan.tensors[idx];
+    std::vector<formats::TensorSource*> srcs;
+    std::vector<const TensorInfo*> infos;
+    for (const PlannedInput& in : t.inputs) {
+      formats::TensorSource* src = sources[in.model_index];
+      const TensorInfo* info = src->Find(in.input_name);
+      if (info == nullptr) {
+        return Status::NotFound("tensor '" + in.input_name + "' is missing from " + src->name());
+      }
+      srcs.push_back(src);
+      infos.push_back(info);
+      report.bytes_read += info->nbytes;
+    }
+    if (t.copy_only) {
+      ALLOY_RETURN_IF_ERROR(CopyTensor(t, *srcs[0], *infos[0], sink, idx, shared));
+      ++report.n_copied;
+    } else if (t.nbytes > 0) {
+      StreamingPass pass(t, idx, srcs, infos, sink, shared);
+      Status st = method->Merge(pass);
+      if (!st.ok()) return st;
+      if (!pass.emitted()) {
+        ALLOY_CHECK(false && "a merge method returned without emitting its tensor");
+      }
+      report.n_overflow += pass.encode_stats().n_overflow;
+      report.n_nan += pass.encode_stats().n_nan;
+    }
+    for (size_t i = 0; i < srcs.size(); ++i) srcs[i]->Release(*infos[i]);
+    ++report.n_tensors;
+    report.bytes_written += t.nbytes;
+    if (options.progress) options.progress(report.bytes_written, plan.total_bytes, t.output_name);
+  }
+  if (report.n_overflow) {
+    report.warnings.push_back(std::to_string(report.n_overflow) + " output values overflowed to " +
+                              "±inf in " + std::string(formats::DTypeName(plan.out_dtype)));
+  }
+  if (report.n_nan) {
+    report.warnings.push_back(std::to_string(report.n_nan) + " output values are NaN");
+  }
+  return report;
+}
+
+}  // namespace alloy::merge

@@ -1,0 +1,214 @@
+#include "merge/merge_job.h"
+
+#include <algorithm>
+#include <memory>
+#include <set>
+
+#include "formats/file_util.h"
+#include "formats/model_dir.h"
+#include "formats/model_writer.h"
+#include "merge/model_opener.h"
+
+namespace alloy::merge {
+namespace {
+
+using formats::Status;
+
+std::string BaseName(const std::string& path) {
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  const size_t slash = p.rfind('/');
+  return slash == std::string::npos ? p : p.substr(slash + 1);
+}
+
+// Tokenizer and generation files copied from the donor (issue 3 list).
+const std::vector<std::string>& TokenizerFileNames() {
+  static const std::vector<std::string> kNames = {
+      "tokenizer.json",          "tokenizer.model",     "tokenizer_config.json",
+      "special_tokens_map.json", "added_tokens.json",   "vocab.json",
+      "merges.txt",              "generation_config.json", "chat_template.jinja",
+      "chat_template.json"};
+  return kNames;
+}
+
+// A model's hub id when it was resolved from the hub cache, else "".
+std::string HubId(const PlannedModel& model) {
+  if (model.directory.find("/models--") == std::string::npos) return "";
+  return model.ref.path;
+}
+
+bool IsBuiltinTemplateName(const std::string& s) {
+  return s == "auto" || s == "alpaca" || s == "chatml" || s == "llama3" || s == "mistral" ||
+         s == "exaone";
+}
+
+// Writes one planned document into `output`.
+Status WriteDocument(const Recipe& recipe, const MergePlan& plan, DiskModelOpener& opener,
+                     const std::string& output, const MergeJobOptions& options,
+                     DocumentReport* doc, std::vector<std::string>* warnings) {
+  std::vector<formats::TensorSource*> sources;
+  for (const PlannedModel& model : plan.models) {
+    ALLOY_ASSIGN_OR_RETURN(OpenedModel opened, opener.Open(model.ref));
+    sources.push_back(opened.source);
+  }
+  formats::ModelWriterOptions writer_options;
+  if (options.max_shard_bytes) writer_options.max_shard_bytes = options.max_shard_bytes;
+  writer_options.overwrite = options.overwrite;
+  writer_options.fsync = options.fsync;
+  ALLOY_ASSIGN_OR_RETURN(std::unique_ptr<formats::ModelDirWriter> sink,
+                         formats::ModelDirWriter::Create(output, writer_options));
+  ALLOY_ASSIGN_OR_RETURN(doc->merge, ExecutePlan(plan, sources, *sink, options.execute));
+
+  std::set<std::string> files(sink->weight_files().begin(), sink->weight_files().end());
+  if (sink->weight_files().size() > 1) files.insert("model.safetensors.index.json");
+  auto add = [&](const std::string& name, std::string_view text) -> Status {
+    files.insert(name);
+    return sink->AddFile(name, text);
+  };
+  if (!plan.output_config.is_null()) {
+    ALLOY_RETURN_IF_ERROR(add("config.json", plan.output_config.dump(2) + "\n"));
+  }
+  bool have_template_file = false;
+  if (!plan.tokenizer_directory.empty()) {
+    for (const std::string& name : TokenizerFileNames()) {
+      const std::string src = plan.tokenizer_directory + "/" + name;
+      if (!formats::IsRegularFile(src)) continue;
+      if (name == "chat_template.jinja" && recipe.chat_template &&
+          !IsBuiltinTemplateName(*recipe.chat_template)) {
+        continue;  // replaced by the recipe's template below
+      }
+      files.insert(name);
+      ALLOY_RETURN_IF_ERROR(sink->CopyFile(src, name));
+    }
+  }
+  if (recipe.chat_template) {
+    if (IsBuiltinTemplateName(*recipe.chat_template)) {
+      warnings->push_back("chat_template '" + *recipe.chat_template +
+                          "': built-in template names and 'auto' are not applied yet; the "
+                          "donor's tokenizer files were copied unchanged");
+    } else {
+      ALLOY_RETURN_IF_ERROR(add("chat_template.jinja", *recipe.chat_template));
+      have_template_file = true;
+    }
+  }
+  (void)have_template_file;
+  std::string yaml = recipe.raw_text;
+  if (!yaml.empty() && yaml.back() != '\n') yaml += '\n';
+  ALLOY_RETURN_IF_ERROR(add("mergekit_config.yml", yaml));
+  ALLOY_RETURN_IF_ERROR(
+      add("README.md", ModelCard(plan, recipe, BaseName(output), options.execute.seed)));
+  ALLOY_RETURN_IF_ERROR(sink->Finish());
+  doc->files.assign(files.begin(), files.end());
+  return Status::OK();
+}
+
+}  // namespace
+
+bool LooksComplete(const std::string& dir) {
+  return formats::IsRegularFile(dir + "/config.json") &&
+         (formats::IsRegularFile(dir + "/model.safetensors") ||
+          formats::IsRegularFile(dir + "/model.safetensors.index.json"));
+}
+
+std::string ModelCard(const MergePlan& plan, const Recipe& recipe, const std::string& title,
+                      uint64_t seed) {
+  std::vector<std::string> hub_ids;
+  for (const PlannedModel& m : plan.models) {
+    const std::string id = HubId(m);
+    if (!id.empty() && std::find(hub_ids.begin(), hub_ids.end(), id) == hub_ids.end()) {
+      hub_ids.push_back(id);
+    }
+  }
+  std::string card = "---\n";
+  if (!hub_ids.empty()) {
+    card += "base_model:\n";
+    for (const std::string& id : hub_ids) card += "- " + id + "\n";
+  }
+  card += "library_name: transformers\ntags:\n- merge\n- alloy\n---\n";
+  card += "# " + title + "\n\n";
+  card += "This is a merge of pre-trained language models created with alloy, a mergekit-"
+          "compatible merge tool.\n\n";
+  card += "## Merge Details\n### Merge Method\n\nThis model was merged using the `" + plan.method +
+          "` merge method";
+  if (plan.base_model && plan.method != "slerp") {
+    card += " using " + plan.models[*plan.base_model].ref.text + " as a base";
+  }
+  card += ".\n\n### Models Merged\n\nThe following models were included in the merge:\n";
+  for (size_t i = 0; i < plan.models.size(); ++i) {
+    if (plan.base_model && *plan.base_model == i) continue;
+    card += "* " + plan.models[i].ref.text + "\n";
+  }
+  card += "\n### Configuration\n\nThe following YAML configuration was used to produce this "
+          "model (random seed " + std::to_string(seed) + "):\n\n```yaml\n" + recipe.raw_text;
+  if (!recipe.raw_text.empty() && recipe.raw_text.back() != '\n') card += "\n";
+  card += "```\n";
+  return card;
+}
+
+formats::Result<MergeJobReport> RunMergeFile(const std::string& recipe_path,
+                                             const std::string& output,
+                                             const MergeJobOptions& options) {
+  ALLOY_ASSIGN_OR_RETURN(RecipeFile file, ParseRecipeFile(recipe_path));
+  ALLOY_ASSIGN_OR_RETURN(std::vector<size_t> order, MergeOrder(file));
+  MergeJobReport report;
+  for (const Warning& w : file.warnings) report.warnings.push_back(FormatWarning(file.path, w));
+
+  std::string out = output;
+  while (out.size() > 1 && out.back() == '/') out.pop_back();
+  const std::string inter_dir =
+      options.intermediate_dir.empty() ? out + ".intermediates" : options.intermediate_dir;
+  auto path_map = options.path_map;
+  for (const Recipe& doc : file.documents) {
+    if (!doc.name.empty() && &doc != &file.documents.back()) {
+      path_map.emplace_back(doc.name, inter_dir + "/" + doc.name);
+    }
+  }
+  std::set<size_t> pending;  // dry run: documents whose output does not exist yet
+  for (size_t idx : order) {
+    const Recipe& recipe = file.documents[idx];
+    const bool last = idx + 1 == file.documents.size();
+    DocumentReport doc;
+    doc.name = last ? "" : recipe.name;
+    doc.output = last ? out : inter_dir + "/" + recipe.name;
+    doc.method = recipe.merge_method;
+    if (!last && options.lazy && LooksComplete(doc.output)) {
+      doc.skipped = true;
+      report.documents.push_back(std::move(doc));
+      continue;
+    }
+    const bool waits = std::any_of(recipe.depends_on.begin(), recipe.depends_on.end(),
+                                   [&](size_t d) { return pending.count(d) > 0; });
+    if (options.dry_run && waits) {
+      pending.insert(idx);
+      report.documents.push_back(std::move(doc));
+      continue;
+    }
+    DiskModelOpener opener(path_map, formats::FileAccess::kPread);
+    PlanInputs inputs{opener.AsOpener(), file.path, options.allow_crimes};
+    ALLOY_ASSIGN_OR_RETURN(MergePlan plan, PlanMerge(recipe, inputs));
+    if (!HasMergeMethod(plan.method)) {
+      ALLOY_RETURN_IF_ERROR(MakeMergeMethod(plan.method).status().WithContext(
+          file.path + ":" + std::to_string(recipe.first_line)));
+    }
+    for (const std::string& w : opener.warnings()) report.warnings.push_back(w);
+    for (const std::string& w : plan.warnings) report.warnings.push_back(w);
+    doc.plan_summary = DescribePlan(plan);
+    doc.n_models = plan.models.size();
+    doc.planned = true;
+    if (options.on_document) options.on_document(doc.name, plan);
+    if (options.dry_run) {
+      pending.insert(idx);
+      report.documents.push_back(std::move(doc));
+      continue;
+    }
+    Status st = WriteDocument(recipe, plan, opener, doc.output, options, &doc, &report.warnings);
+    if (!st.ok()) {
+      return doc.name.empty() ? st : st.WithContext("intermediate '" + doc.name + "'");
+    }
+    for (const std::string& w : doc.merge.warnings) report.warnings.push_back(w);
+    report.documents.push_back(std::move(doc));
+  }
+  return report;
+}
+
+}  // namespace alloy::merge

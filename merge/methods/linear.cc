@@ -1,0 +1,63 @@
+// linear (mergekit-semantics.md §1.1): R = Σ_i w_i·X_i, divided by Σ_i w_i
+// when `normalize` (default true). Every input is a normal input (the base
+// too, when listed). Products in float32 widened to float64, sums in model
+// order in float64, one rounding at the end (Decision a).
+//
+// Difference from mergekit: with normalize and Σw = 0 mergekit writes inf/NaN
+// tensors; alloy refuses the tensor with a message instead.
+#include <cmath>
+#include <vector>
+
+#include "merge/methods/methods.h"
+
+namespace alloy::merge::methods {
+namespace {
+
+class Linear final : public MergeMethod {
+ public:
+  formats::Status Merge(TensorPass& pass) override {
+    const PlannedTensor& t = pass.tensor();
+    const size_t n = pass.num_inputs();
+    weights_.resize(n);
+    double sum = 0;
+    for (size_t i = 0; i < n; ++i) {
+      weights_[i] = static_cast<float>(Param(t.inputs[i].params, "weight"));
+      sum += weights_[i];
+    }
+    const bool normalize = Param(t.params, "normalize") != 0;
+    if (normalize && sum == 0) {
+      return formats::Status::InvalidArgument(
+          "linear: the weights of tensor '" + t.output_name +
+          "' sum to 0, and normalize divides by that sum; change the weights or set "
+          "`normalize: false`");
+    }
+    // Multiplying by 1/Σw is exact only when Σw is a power of two.
+    int exponent = 0;
+    const bool divide = normalize && std::frexp(sum, &exponent) != 0.5 && std::frexp(sum, &exponent) != -0.5;
+    const double scale = normalize ? 1.0 / sum : 1.0;
+    return pass.Emit([&](const Chunk& c, std::span<double> out) {
+      for (size_t j = 0; j < c.size; ++j) out[j] = 0;
+      for (size_t i = 0; i < n; ++i) {
+        const float w = weights_[i];
+        const float* x = c.inputs[i];
+        for (size_t j = 0; j < c.size; ++j) out[j] += static_cast<double>(w * x[j]);
+      }
+      if (normalize) {
+        if (divide) {
+          for (size_t j = 0; j < c.size; ++j) out[j] /= sum;
+        } else {
+          for (size_t j = 0; j < c.size; ++j) out[j] *= scale;
+        }
+      }
+    });
+  }
+
+ private:
+  std::vector<float> weights_;
+};
+
+}  // namespace
+
+std::unique_ptr<MergeMethod> MakeLinear() { return std::make_unique<Linear>(); }
+
+}  // namespace alloy::merge::methods

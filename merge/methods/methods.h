@@ -1,0 +1,33 @@
+// Factories of the merge methods, one file each under merge/methods/
+// (mergekit-semantics.md §1). merge/methods/registry.cc maps recipe names to
+// them; see merge/executor.h for the MergeMethod contract. Not a public API.
+#pragma once
+
+#include <memory>
+#include <string_view>
+
+#include "merge/executor.h"
+
+namespace alloy::merge::methods {
+
+// linear (§1.1).
+std::unique_ptr<MergeMethod> MakeLinear();
+
+// The generalized task-arithmetic family (§1.2, §1.3): task_arithmetic, ties,
+// dare_ties, dare_linear, breadcrumbs, breadcrumbs_ties, della, della_linear.
+// nullptr for other names.
+std::unique_ptr<MergeMethod> MakeTaskArithmetic(std::string_view name);
+
+// sce (§1.12).
+std::unique_ptr<MergeMethod> MakeSce();
+
+// ram and ramplus_tl (§1.13); nullptr for other names.
+std::unique_ptr<MergeMethod> MakeRam(std::string_view name);
+
+// Helpers shared by the methods.
+
+// The value of parameter `name` of a per-model or global parameter map;
+// the planner has applied defaults, so a missing required one is a bug.
+double Param(const ParamValues& params, std::string_view name);
+
+}  // namespace alloy::merge::methods
