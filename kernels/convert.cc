@@ -48,19 +48,12 @@
 #include <limits>
 #include <type_traits>
 
-// Runtime ISA dispatch (GCC on x86-64). Define ALLOY_NO_MULTIVERSION to build a
-// single version for the -march in effect instead (used to test and benchmark
-// the AVX2 and baseline paths on any host).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(ALLOY_NO_MULTIVERSION)
-#define ALLOY_ISA_DISPATCH 1
-#endif
-
-#define ALLOY_INLINE inline __attribute__((always_inline))
-#define ALLOY_LAMBDA_INLINE __attribute__((always_inline))
+#include "kernels/isa_dispatch.h"
 
 namespace alloy::kernels {
 namespace {
+
+using isa::Dispatch;
 
 constexpr uint32_t kF32AbsMask = 0x7FFFFFFFu;
 constexpr uint32_t kF32Inf = 0x7F800000u;
@@ -476,63 +469,6 @@ ALLOY_INLINE void EncodeF16Loop(const In* in, uint16_t* out, size_t n, Overflow 
                F16Kernel<false, kVarShift>{});
   }
 }
-
-// ---- ISA dispatch ----
-// Dispatch(fn) calls fn(std::bool_constant<kVarShift>) inside a function
-// compiled for the best ISA of the running CPU; fn is always inlined there, so
-// its loops are vectorized for that ISA.
-
-#ifdef ALLOY_ISA_DISPATCH
-enum Isa : int { kIsaBaseline = 0, kIsaAvx2 = 1, kIsaAvx512 = 2 };
-
-int DetectIsa() noexcept {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("x86-64-v4")) return kIsaAvx512;
-  if (__builtin_cpu_supports("x86-64-v3")) return kIsaAvx2;
-  return kIsaBaseline;
-}
-
-// Zero (baseline) until dynamic initialization has run, so calls made from
-// other static initializers are still correct.
-const int g_isa = DetectIsa();
-
-template <typename Fn>
-__attribute__((target("arch=x86-64-v4"))) void RunAvx512(const Fn& fn) noexcept {
-  fn(std::true_type{});
-}
-template <typename Fn>
-__attribute__((target("arch=x86-64-v3"))) void RunAvx2(const Fn& fn) noexcept {
-  fn(std::true_type{});
-}
-template <typename Fn>
-void RunBaseline(const Fn& fn) noexcept {
-  fn(std::false_type{});
-}
-
-template <typename Fn>
-ALLOY_INLINE void Dispatch(const Fn& fn) noexcept {
-  switch (g_isa) {
-    case kIsaAvx512:
-      RunAvx512(fn);
-      break;
-    case kIsaAvx2:
-      RunAvx2(fn);
-      break;
-    default:
-      RunBaseline(fn);
-      break;
-  }
-}
-#else
-template <typename Fn>
-ALLOY_INLINE void Dispatch(const Fn& fn) noexcept {
-#ifdef __AVX2__
-  fn(std::true_type{});
-#else
-  fn(std::false_type{});
-#endif
-}
-#endif
 
 }  // namespace
 

@@ -23,6 +23,7 @@
 #include <bit>
 #include <utility>
 
+#include "kernels/isa_dispatch.h"
 #include "kernels/parallel.h"
 
 namespace alloy::kernels {
@@ -96,10 +97,15 @@ void Fill(std::span<uint8_t> keep, uint8_t value) noexcept {
 
 }  // namespace
 
-uint32_t MagnitudeKey(float x) noexcept {
+namespace {
+// The body of MagnitudeKey, always inlined so the streaming loops vectorize.
+ALLOY_INLINE uint32_t KeyOf(float x) noexcept {
   const uint32_t bits = std::bit_cast<uint32_t>(x) & 0x7FFFFFFFu;
   return bits > 0x7F800000u ? kNanKey : bits;
 }
+}  // namespace
+
+uint32_t MagnitudeKey(float x) noexcept { return KeyOf(x); }
 
 float KeyMagnitude(uint32_t key) noexcept {
   return key >= kNanKey ? std::bit_cast<float>(0x7FC00000u) : std::bit_cast<float>(key);
@@ -211,6 +217,89 @@ void RankWindowMask(std::span<const float> x, uint64_t lo, uint64_t hi, std::spa
       keep[i] = above_lo & below_hi;
     }
   });
+}
+
+void MagnitudeKeys(std::span<const float> x, std::span<uint32_t> keys) noexcept {
+  isa::Dispatch([&](auto) ALLOY_LAMBDA_INLINE {
+    const float* __restrict xs = x.data();
+    uint32_t* __restrict out = keys.data();
+    for (size_t i = 0; i < x.size(); ++i) out[i] = KeyOf(xs[i]);
+  });
+}
+
+void DifferenceMagnitudeKeys(std::span<const float> x, std::span<const float> base,
+                             std::span<uint32_t> keys) noexcept {
+  isa::Dispatch([&](auto) ALLOY_LAMBDA_INLINE {
+    const float* __restrict xs = x.data();
+    const float* __restrict bs = base.data();
+    uint32_t* __restrict out = keys.data();
+    for (size_t i = 0; i < x.size(); ++i) out[i] = KeyOf(xs[i] - bs[i]);
+  });
+}
+
+uint64_t CountMagnitudeKey(std::span<const float> x, uint32_t key) noexcept {
+  uint32_t count = 0;
+  isa::Dispatch([&](auto) ALLOY_LAMBDA_INLINE {
+    const float* __restrict xs = x.data();
+    uint32_t c = 0;
+    for (size_t i = 0; i < x.size(); ++i) c += KeyOf(xs[i]) == key ? 1u : 0u;
+    count = c;
+  });
+  return count;
+}
+
+uint64_t CountDifferenceMagnitudeKey(std::span<const float> x, std::span<const float> base,
+                                     uint32_t key) noexcept {
+  uint32_t count = 0;
+  isa::Dispatch([&](auto) ALLOY_LAMBDA_INLINE {
+    const float* __restrict xs = x.data();
+    const float* __restrict bs = base.data();
+    uint32_t c = 0;
+    for (size_t i = 0; i < x.size(); ++i) c += KeyOf(xs[i] - bs[i]) == key ? 1u : 0u;
+    count = c;
+  });
+  return count;
+}
+
+namespace {
+
+// FindMagnitudeKey over values value(i): skips whole blocks by a vectorized
+// count, then scans the one block that holds the wanted tie.
+template <typename CountFn, typename ValueFn>
+size_t FindKeyOrdinal(size_t n, uint32_t key, uint64_t ordinal, const CountFn& count_block,
+                      const ValueFn& value) noexcept {
+  constexpr size_t kFindBlock = 512;
+  size_t begin = 0;
+  for (; begin < n; begin += kFindBlock) {
+    const uint64_t count = count_block(begin, std::min(kFindBlock, n - begin));
+    if (ordinal < count) break;
+    ordinal -= count;
+  }
+  for (size_t i = begin; i < n; ++i) {
+    if (KeyOf(value(i)) != key) continue;
+    if (ordinal == 0) return i;
+    --ordinal;
+  }
+  return n;
+}
+
+}  // namespace
+
+size_t FindMagnitudeKey(std::span<const float> x, uint32_t key, uint64_t ordinal) noexcept {
+  return FindKeyOrdinal(
+      x.size(), key, ordinal,
+      [&](size_t begin, size_t len) { return CountMagnitudeKey(x.subspan(begin, len), key); },
+      [&](size_t i) { return x[i]; });
+}
+
+size_t FindDifferenceMagnitudeKey(std::span<const float> x, std::span<const float> base,
+                                  uint32_t key, uint64_t ordinal) noexcept {
+  return FindKeyOrdinal(
+      x.size(), key, ordinal,
+      [&](size_t begin, size_t len) {
+        return CountDifferenceMagnitudeKey(x.subspan(begin, len), base.subspan(begin, len), key);
+      },
+      [&](size_t i) { return x[i] - base[i]; });
 }
 
 void MagnitudeRanks(std::span<const float> x, std::span<uint32_t> scratch,

@@ -86,4 +86,26 @@ inline constexpr size_t MagnitudeRanksScratchSize(size_t n) { return 3 * n + 3 *
 void MagnitudeRanks(std::span<const float> x, std::span<uint32_t> scratch,
                     std::span<uint32_t> rank) noexcept;
 
+// Streaming building blocks (for callers that see a tensor chunk by chunk,
+// e.g. merge/methods/stream_select.h): serial, elementwise or one scan, no
+// scratch, vectorized for the running CPU.
+
+// keys[i] = MagnitudeKey(x[i]). REQUIRES: keys.size() == x.size().
+void MagnitudeKeys(std::span<const float> x, std::span<uint32_t> keys) noexcept;
+// keys[i] = MagnitudeKey(x[i] - base[i]), the difference in float32 (the key
+// of a task-vector element). REQUIRES: x, base and keys have one size.
+void DifferenceMagnitudeKeys(std::span<const float> x, std::span<const float> base,
+                             std::span<uint32_t> keys) noexcept;
+// The number of elements whose key is `key`. REQUIRES: x.size() < 2^32.
+uint64_t CountMagnitudeKey(std::span<const float> x, uint32_t key) noexcept;
+// The index of the element that is the `ordinal`-th (0-based, flat order) of
+// those whose key is `key`; x.size() when fewer than ordinal + 1 have it.
+size_t FindMagnitudeKey(std::span<const float> x, uint32_t key, uint64_t ordinal) noexcept;
+// The same two for the elements x[i] - base[i] (float32 difference), without
+// materialising the difference. REQUIRES: base.size() == x.size() < 2^32.
+uint64_t CountDifferenceMagnitudeKey(std::span<const float> x, std::span<const float> base,
+                                     uint32_t key) noexcept;
+size_t FindDifferenceMagnitudeKey(std::span<const float> x, std::span<const float> base,
+                                  uint32_t key, uint64_t ordinal) noexcept;
+
 }  // namespace alloy::kernels

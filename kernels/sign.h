@@ -10,10 +10,12 @@
 //   never agree. M is a 0/1 factor multiplied in, as mergekit's W·M, so a
 //   disagreeing inf or NaN entry still makes its element NaN (inf·0).
 // * TiesConsensus: out = Σ_m W_m·M_m, divided by Σ_m w_m·M_m when normalize
-//   (a zero divisor is replaced by 1). Sums in float64, rounded once.
+//   (a zero divisor is replaced by 1). Sums in float64; the result stays
+//   float64 so the caller can add the base and lambda before its single
+//   rounding to the output dtype (Decision a).
 // * SceConsensus (§1.12): the election uses the unweighted deltas (kSum);
 //   out = Σ_m δ_m·s_m·M_m / max(Σ_m s_m·M_m, 1e-6), with s the per-model
-//   weights (mean(δ_m²) normalised by the caller).
+//   weights (mean(δ_m²) normalised by the caller); rounded to float32.
 //
 // The result is the merged delta ("mixed"); adding base and applying lambda
 // are the caller's. Elementwise and pure: callers split spans across threads
@@ -33,7 +35,7 @@ enum class SignElection : uint8_t {
 
 // REQUIRES: weights.size() == deltas.size(); every deltas[m].size() == out.size().
 void TiesConsensus(std::span<const std::span<const float>> deltas, std::span<const float> weights,
-                   SignElection election, bool normalize, std::span<float> out) noexcept;
+                   SignElection election, bool normalize, std::span<double> out) noexcept;
 
 // REQUIRES: weights.size() == deltas.size(); every deltas[m].size() == out.size().
 void SceConsensus(std::span<const std::span<const float>> deltas, std::span<const float> weights,

@@ -2,8 +2,10 @@
 // (mergekit-semantics.md §1.3): applying a keep-mask with a rescale factor,
 // DARE's random keep-mask, DELLA's magnitude-ranked random keep-mask, the
 // L1-matching rescale factor, and the element counts of TIES top-k and the
-// breadcrumbs window. The TIES and breadcrumbs masks themselves are in
-// kernels/select.h.
+// breadcrumbs window. The whole-tensor TIES and breadcrumbs masks are in
+// kernels/select.h; the streaming forms (MagnitudeWindow: one chunk at a
+// time, ties cut by the caller's quota), the fused "on x − base" variants and
+// the per-chunk L1 sums used by merge/methods/task_arithmetic.cc are below.
 //
 // Convention for masks: std::span<uint8_t>, 1 = keep, 0 = drop (no other
 // values; every mask kernel writes exactly 0 or 1).
@@ -11,7 +13,8 @@
 // Threading: ApplyMask, DareKeepMask and DellaKeepMask are elementwise or per row (callers split
 // spans across threads freely). MaskedL1Norms reduces over the whole span through ParallelForChunks
 // with fixed chunk boundaries and combines the per-chunk float64 partials in chunk order, so it is
-// bit-identical at any thread count.
+// bit-identical at any thread count. The Chunk* sums and the window kernels are serial pure
+// functions of their spans.
 #pragma once
 
 #include <cstddef>
@@ -87,5 +90,51 @@ struct RankWindow {
 };
 RankWindow BreadcrumbsWindow(uint64_t n, double density, double gamma,
                              bool reproduce_quirk) noexcept;
+
+// Streaming forms of the magnitude masks (one chunk of a tensor at a time;
+// the chunk's share of the tie quota is the caller's, from counts of the ties
+// in earlier chunks). Element i of the span (local index) is kept iff
+//   (key > lo_key  or  (key == lo_key  and  lo_tie_begin <= i < lo_tie_end))
+//   and (key < hi_key  or  (key == hi_key  and  i < hi_tie_end))
+// with key = MagnitudeKey(x[i]) (kernels/select.h). The defaults keep
+// everything. TIES top-k: lo_key = the k-th largest key, ties kept in
+// [0, cut). Breadcrumbs: lo/hi are the keys at the window's ends, ties kept
+// from the lower cut on and before the upper cut.
+struct MagnitudeWindow {
+  uint32_t lo_key = 0;
+  uint32_t lo_tie_begin = 0;
+  uint32_t lo_tie_end = UINT32_MAX;
+  uint32_t hi_key = UINT32_MAX;  // above every key: no upper bound
+  uint32_t hi_tie_end = UINT32_MAX;
+};
+
+// out[i] = (x[i] · m) · scale with m = 1 when element i is kept by `window`,
+// else 0, as ApplyMask. In-place (out == x) is allowed.
+// REQUIRES: out.size() == x.size() < 2^31.
+void ApplyMagnitudeWindow(std::span<const float> x, const MagnitudeWindow& window, float scale,
+                          std::span<float> out) noexcept;
+
+// The same on δ = x − base (float32 difference), without materialising δ:
+// out[i] = (δ[i] · m) · scale, m from the key of δ[i]. out may alias x.
+// REQUIRES: x, base and out have one size < 2^31.
+void ApplyMagnitudeWindowToDifference(std::span<const float> x, std::span<const float> base,
+                                      const MagnitudeWindow& window, float scale,
+                                      std::span<float> out) noexcept;
+// ApplyMask on δ = x − base: out[i] = (δ[i] · keep[i]) · scale.
+// REQUIRES: x, base, keep and out have one size; out may alias x.
+void ApplyMaskToDifference(std::span<const float> x, std::span<const float> base,
+                           std::span<const uint8_t> keep, float scale,
+                           std::span<float> out) noexcept;
+
+// Serial L1 sums of one chunk with MaskedL1Norms' lane order (8 interleaved
+// float64 accumulators, lane i % 8, lanes added 0..7): a pure function of the
+// span, for callers that keep per-chunk partials themselves.
+// REQUIRES: keep.size() == x.size(); every keep[i] is 0 or 1.
+L1Norms ChunkMaskedL1Norms(std::span<const float> x, std::span<const uint8_t> keep) noexcept;
+// unmasked = Σ|x|, masked = Σ|x| over the elements with lo_key < key < hi_key
+// (strictly: ties at either end are the caller's, as count · magnitude). A
+// NaN or inf element makes both NaN-or-inf as mergekit's Σ|x·mask| does
+// (a dropped one is multiplied by 0).
+L1Norms ChunkL1NormsBetween(std::span<const float> x, uint32_t lo_key, uint32_t hi_key) noexcept;
 
 }  // namespace alloy::kernels

@@ -31,10 +31,44 @@ const std::vector<std::string>& TokenizerFileNames() {
   return kNames;
 }
 
-// A model's hub id when it was resolved from the hub cache, else "".
+// A model's hub id when its directory is a hub cache snapshot
+// (`.../models--org--name/snapshots/<sha>`), else "". Taken from the cache
+// folder rather than the reference, so a recipe that names the snapshot
+// path itself still lists `org/name`, never a local path.
 std::string HubId(const PlannedModel& model) {
-  if (model.directory.find("/models--") == std::string::npos) return "";
-  return model.ref.path;
+  const size_t pos = model.directory.rfind("/models--");
+  if (pos == std::string::npos) return "";
+  const size_t begin = pos + 9;
+  const size_t end = model.directory.find('/', begin);
+  if (end == std::string::npos || model.directory.compare(end, 11, "/snapshots/") != 0) return "";
+  std::string folder = model.directory.substr(begin, end - begin);
+  const size_t sep = folder.find("--");  // `models--gpt2` has no org
+  if (sep == std::string::npos) return folder;
+  if (sep == 0 || sep + 2 >= folder.size()) return "";
+  return folder.replace(sep, 2, "/");
+}
+
+// `recipe` with every reference to another document (ModelRef::intermediate)
+// pointing at that document's output directory under `inter_dir`.
+Recipe PointAtIntermediates(Recipe recipe, const std::string& inter_dir) {
+  auto point = [&](ModelRef& ref) {
+    if (!ref.intermediate.empty()) ref.path = inter_dir + "/" + ref.intermediate;
+  };
+  auto point_slices = [&](std::vector<Slice>& slices) {
+    for (Slice& slice : slices) {
+      for (SliceSource& source : slice.sources) point(source.model);
+      if (slice.base_model) point(*slice.base_model);
+    }
+  };
+  if (recipe.base_model) point(*recipe.base_model);
+  for (ModelEntry& entry : recipe.models) point(entry.model);
+  point_slices(recipe.slices);
+  for (Module& module : recipe.modules) {
+    for (ModelEntry& entry : module.models) point(entry.model);
+    point_slices(module.slices);
+  }
+  point(recipe.tokenizer.model);
+  return recipe;
 }
 
 bool IsBuiltinTemplateName(const std::string& s) {
@@ -157,10 +191,14 @@ formats::Result<MergeJobReport> RunMergeFile(const std::string& recipe_path,
   while (out.size() > 1 && out.back() == '/') out.pop_back();
   const std::string inter_dir =
       options.intermediate_dir.empty() ? out + ".intermediates" : options.intermediate_dir;
+  // §5.2: only a reference *equal* to a document name is that document's
+  // output, so references are rewritten exactly (PointAtIntermediates), not
+  // by a prefix map that would also catch a local path `<name>/...`. The
+  // identity entries keep a user's --path-map prefix off those directories.
   auto path_map = options.path_map;
   for (const Recipe& doc : file.documents) {
     if (!doc.name.empty() && &doc != &file.documents.back()) {
-      path_map.emplace_back(doc.name, inter_dir + "/" + doc.name);
+      path_map.emplace_back(inter_dir + "/" + doc.name, inter_dir + "/" + doc.name);
     }
   }
   std::set<size_t> pending;  // dry run: documents whose output does not exist yet
@@ -185,7 +223,8 @@ formats::Result<MergeJobReport> RunMergeFile(const std::string& recipe_path,
     }
     DiskModelOpener opener(path_map, formats::FileAccess::kPread);
     PlanInputs inputs{opener.AsOpener(), file.path, options.allow_crimes};
-    ALLOY_ASSIGN_OR_RETURN(MergePlan plan, PlanMerge(recipe, inputs));
+    ALLOY_ASSIGN_OR_RETURN(MergePlan plan,
+                           PlanMerge(PointAtIntermediates(recipe, inter_dir), inputs));
     if (!HasMergeMethod(plan.method)) {
       ALLOY_RETURN_IF_ERROR(MakeMergeMethod(plan.method).status().WithContext(
           file.path + ":" + std::to_string(recipe.first_line)));

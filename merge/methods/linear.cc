@@ -8,6 +8,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/blend.h"
 #include "merge/methods/methods.h"
 
 namespace alloy::merge::methods {
@@ -31,23 +32,20 @@ class Linear final : public MergeMethod {
           "' sum to 0, and normalize divides by that sum; change the weights or set "
           "`normalize: false`");
     }
-    // Multiplying by 1/Σw is exact only when Σw is a power of two.
+    // Multiplying by 1/Σw equals dividing only when Σw is a power of two.
     int exponent = 0;
-    const bool divide = normalize && std::frexp(sum, &exponent) != 0.5 && std::frexp(sum, &exponent) != -0.5;
+    const double mantissa = std::fabs(std::frexp(sum, &exponent));
+    const bool divide = normalize && mantissa != 0.5;
     const double scale = normalize ? 1.0 / sum : 1.0;
     return pass.Emit([&](const Chunk& c, std::span<double> out) {
-      for (size_t j = 0; j < c.size; ++j) out[j] = 0;
+      kernels::ZeroF64(out);
       for (size_t i = 0; i < n; ++i) {
-        const float w = weights_[i];
-        const float* x = c.inputs[i];
-        for (size_t j = 0; j < c.size; ++j) out[j] += static_cast<double>(w * x[j]);
+        kernels::AddScaled(std::span<const float>(c.inputs[i], c.size), weights_[i], out);
       }
-      if (normalize) {
-        if (divide) {
-          for (size_t j = 0; j < c.size; ++j) out[j] /= sum;
-        } else {
-          for (size_t j = 0; j < c.size; ++j) out[j] *= scale;
-        }
+      if (divide) {
+        kernels::DivideF64(out, sum);
+      } else if (normalize) {
+        kernels::ScaleF64(out, scale);
       }
     });
   }

@@ -330,6 +330,50 @@ TEST_CASE("BreadcrumbsWindow follows mergekit's arithmetic", "[kernels][select]"
   CHECK(over.hi == 95);
 }
 
+TEST_CASE("Streaming key helpers match per-element references", "[kernels][select]") {
+  for (Shape shape : kShapes) {
+    for (size_t n : kLengths) {
+      CAPTURE(ShapeName(shape), n);
+      const std::vector<float> x = MakeData(shape, n, 31u + static_cast<uint32_t>(n));
+      const std::vector<float> base = MakeData(Shape::kBf16Ties, n, 37u + static_cast<uint32_t>(n));
+      std::vector<float> diff(n);
+      for (size_t i = 0; i < n; ++i) diff[i] = x[i] - base[i];
+      std::vector<uint32_t> keys(n), diff_keys(n);
+      MagnitudeKeys(x, keys);
+      DifferenceMagnitudeKeys(x, base, diff_keys);
+      size_t bad = 0;
+      for (size_t i = 0; i < n; ++i) {
+        bad += keys[i] != MagnitudeKey(x[i]);
+        bad += diff_keys[i] != MagnitudeKey(diff[i]);
+      }
+      CHECK(bad == 0);
+      // Keys present (first, middle, NaN) and absent.
+      std::vector<uint32_t> probes = {0u, kNanKey, 0x12345u};
+      if (n > 0) probes.insert(probes.end(), {keys[0], keys[n / 2], diff_keys[n - 1]});
+      for (uint32_t key : probes) {
+        std::vector<size_t> at, diff_at;
+        for (size_t i = 0; i < n; ++i) {
+          if (keys[i] == key) at.push_back(i);
+          if (diff_keys[i] == key) diff_at.push_back(i);
+        }
+        CHECK(CountMagnitudeKey(x, key) == at.size());
+        CHECK(CountDifferenceMagnitudeKey(x, base, key) == diff_at.size());
+        for (uint64_t ordinal : {uint64_t{0}, uint64_t{1}, uint64_t{at.size() / 2},
+                                 uint64_t{at.size()}, uint64_t{at.size() + 3}}) {
+          CAPTURE(key, ordinal);
+          CHECK(FindMagnitudeKey(x, key, ordinal) == (ordinal < at.size() ? at[ordinal] : n));
+        }
+        for (uint64_t ordinal : {uint64_t{0}, uint64_t{diff_at.size() / 3},
+                                 uint64_t{diff_at.size()}}) {
+          CAPTURE(key, ordinal);
+          CHECK(FindDifferenceMagnitudeKey(x, base, key, ordinal) ==
+                (ordinal < diff_at.size() ? diff_at[ordinal] : n));
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("Select timing on a 4096x4096 tensor", "[.bench][kernels][select]") {
   ThreadsGuard guard;
   std::vector<uint32_t> scratch(kSelectScratchSize);

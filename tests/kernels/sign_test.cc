@@ -23,8 +23,8 @@ namespace {
 
 int Sign(float v) { return v > 0.0f ? 1 : (v < 0.0f ? -1 : 0); }
 
-float RefTies(const std::vector<std::vector<float>>& d, const std::vector<float>& w, size_t i,
-              SignElection election, bool normalize) {
+double RefTies(const std::vector<std::vector<float>>& d, const std::vector<float>& w, size_t i,
+               SignElection election, bool normalize) {
   double vote = 0.0;
   for (size_t m = 0; m < d.size(); ++m) {
     const float weighted = w[m] * d[m][i];
@@ -40,8 +40,8 @@ float RefTies(const std::vector<std::vector<float>>& d, const std::vector<float>
     mixed += weighted * agree;
     div += w[m] * agree;
   }
-  if (!normalize) return static_cast<float>(mixed);
-  return static_cast<float>(mixed / (div == 0.0 ? 1.0 : div));
+  if (!normalize) return mixed;
+  return mixed / (div == 0.0 ? 1.0 : div);
 }
 
 float RefSce(const std::vector<std::vector<float>>& d, const std::vector<float>& s, size_t i) {
@@ -78,10 +78,10 @@ std::vector<std::span<const float>> Spans(const std::vector<std::vector<float>>&
   return std::vector<std::span<const float>>(d.begin(), d.end());
 }
 
-std::vector<float> Ties(const std::vector<std::vector<float>>& d, const std::vector<float>& w,
-                        SignElection election, bool normalize) {
+std::vector<double> Ties(const std::vector<std::vector<float>>& d, const std::vector<float>& w,
+                         SignElection election, bool normalize) {
   const auto spans = Spans(d);
-  std::vector<float> out(d.empty() ? 0 : d[0].size());
+  std::vector<double> out(d.empty() ? 0 : d[0].size());
   TiesConsensus(spans, w, election, normalize, out);
   return out;
 }
@@ -92,16 +92,21 @@ TEST_CASE("TiesConsensus hand-checked cases", "[kernels][sign]") {
   const std::vector<std::vector<float>> d = {
       {1.0f, 1.0f, 0.0f, 1.0f}, {-2.0f, -1.0f, 0.0f, 1.0f}, {0.5f, 0.0f, 0.0f, 1.0f}};
   const std::vector<float> ones = {1.0f, 1.0f, 1.0f};
-  CHECK(Ties(d, ones, SignElection::kSum, true) == std::vector<float>{-2.0f, 1.0f, 0.0f, 1.0f});
-  CHECK(Ties(d, ones, SignElection::kSum, false) == std::vector<float>{-2.0f, 1.0f, 0.0f, 3.0f});
+  CHECK(Ties(d, ones, SignElection::kSum, true) == std::vector<double>{-2.0, 1.0, 0.0, 1.0});
+  CHECK(Ties(d, ones, SignElection::kSum, false) == std::vector<double>{-2.0, 1.0, 0.0, 3.0});
   // Count: element 0 has two positives vs one negative → +; mixed = 1.5 over 2.
-  CHECK(Ties(d, ones, SignElection::kCount, true) == std::vector<float>{0.75f, 1.0f, 0.0f, 1.0f});
+  CHECK(Ties(d, ones, SignElection::kCount, true) == std::vector<double>{0.75, 1.0, 0.0, 1.0});
   // Weights {1, 1, -3}: element 3 has W = {1, 1, -3}, sum −1 → − wins;
   // mixed = −3, divisor = −3 → 1.
   const std::vector<float> w = {1.0f, 1.0f, -3.0f};
-  const std::vector<float> got = Ties(d, w, SignElection::kSum, true);
-  CHECK(got[3] == 1.0f);
-  CHECK(Ties(d, w, SignElection::kSum, false)[3] == -3.0f);
+  const std::vector<double> got = Ties(d, w, SignElection::kSum, true);
+  CHECK(got[3] == 1.0);
+  CHECK(Ties(d, w, SignElection::kSum, false)[3] == -3.0);
+  // The quotient is not rounded to float32: W = {1, 4} over Σw = 3 is the
+  // float64 5/3.
+  const std::vector<double> third = Ties({{1.0f}, {2.0f}}, {1.0f, 2.0f}, SignElection::kSum, true);
+  CHECK(third[0] == 5.0 / 3.0);
+  CHECK(third[0] != static_cast<double>(static_cast<float>(5.0 / 3.0)));
 }
 
 TEST_CASE("TiesConsensus matches the scalar reference", "[kernels][sign]") {
@@ -113,11 +118,11 @@ TEST_CASE("TiesConsensus matches the scalar reference", "[kernels][sign]") {
         for (SignElection election : {SignElection::kSum, SignElection::kCount}) {
           for (bool normalize : {false, true}) {
             CAPTURE(n, bf16, negative, static_cast<int>(election), normalize);
-            const std::vector<float> out = Ties(d, w, election, normalize);
+            const std::vector<double> out = Ties(d, w, election, normalize);
             size_t bad = 0;
             for (size_t i = 0; i < n; ++i) {
-              bad += std::bit_cast<uint32_t>(out[i]) !=
-                     std::bit_cast<uint32_t>(RefTies(d, w, i, election, normalize));
+              bad += std::bit_cast<uint64_t>(out[i]) !=
+                     std::bit_cast<uint64_t>(RefTies(d, w, i, election, normalize));
             }
             CHECK(bad == 0);
           }
@@ -135,7 +140,7 @@ TEST_CASE("TiesConsensus with inf and NaN multiplies M in, as mergekit", "[kerne
   // Element 2: a NaN vote: NaN ≥ 0 is false → −; the NaN entry disagrees but
   // NaN·0 = NaN poisons the sum (mergekit's W·M does the same).
   const std::vector<std::vector<float>> d = {{inf, -inf, nan}, {-1.0f, 1.0f, -1.0f}};
-  const std::vector<float> out = Ties(d, {1.0f, 1.0f}, SignElection::kSum, true);
+  const std::vector<double> out = Ties(d, {1.0f, 1.0f}, SignElection::kSum, true);
   CHECK(out[0] == inf);
   CHECK(out[1] == -inf);
   CHECK(std::isnan(out[2]));
@@ -143,10 +148,10 @@ TEST_CASE("TiesConsensus with inf and NaN multiplies M in, as mergekit", "[kerne
 
 TEST_CASE("TiesConsensus on all-zero deltas and a single model", "[kernels][sign]") {
   const std::vector<std::vector<float>> zeros(2, std::vector<float>(5, 0.0f));
-  CHECK(Ties(zeros, {1.0f, 1.0f}, SignElection::kSum, true) == std::vector<float>(5, 0.0f));
+  CHECK(Ties(zeros, {1.0f, 1.0f}, SignElection::kSum, true) == std::vector<double>(5, 0.0));
   const std::vector<std::vector<float>> one = {{0.5f, -0.25f, 0.0f}};
-  CHECK(Ties(one, {2.0f}, SignElection::kSum, true) == std::vector<float>{0.5f, -0.25f, 0.0f});
-  CHECK(Ties(one, {2.0f}, SignElection::kSum, false) == std::vector<float>{1.0f, -0.5f, 0.0f});
+  CHECK(Ties(one, {2.0f}, SignElection::kSum, true) == std::vector<double>{0.5, -0.25, 0.0});
+  CHECK(Ties(one, {2.0f}, SignElection::kSum, false) == std::vector<double>{1.0, -0.5, 0.0});
 }
 
 TEST_CASE("SceConsensus matches the scalar reference", "[kernels][sign]") {
@@ -177,16 +182,16 @@ TEST_CASE("TiesConsensus split by ParallelForChunks is identical at 1 and N thre
   const size_t n = 2 * kBlock + 333;
   const auto d = MakeModels(4, n, 17, true, false);
   const std::vector<float> w = {0.4f, 0.3f, 0.2f, 0.1f};
-  const std::vector<float> whole = Ties(d, w, SignElection::kSum, true);
+  const std::vector<double> whole = Ties(d, w, SignElection::kSum, true);
   for (int threads : {1, 4}) {
     SetThreads(threads);
-    std::vector<float> pieces(n);
+    std::vector<double> pieces(n);
     ParallelForChunks(n, 1000, [&](size_t, size_t begin, size_t end) {
       std::vector<std::span<const float>> spans;
       for (const auto& model : d)
         spans.push_back(std::span<const float>(model).subspan(begin, end - begin));
       TiesConsensus(spans, w, SignElection::kSum, true,
-                    std::span<float>(pieces).subspan(begin, end - begin));
+                    std::span<double>(pieces).subspan(begin, end - begin));
     });
     CHECK(pieces == whole);
   }
@@ -197,7 +202,7 @@ TEST_CASE("TiesConsensus timing on a 4096x4096 tensor", "[.bench][kernels][sign]
   const auto d = MakeModels(2, n, 1, true, false);
   const std::vector<float> w = {0.5f, 0.5f};
   const auto spans = Spans(d);
-  std::vector<float> out(n);
+  std::vector<double> out(n);
   double best = 1e30;
   for (int rep = 0; rep < 3; ++rep) {
     const auto t0 = std::chrono::steady_clock::now();

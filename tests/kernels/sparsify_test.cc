@@ -269,6 +269,165 @@ TEST_CASE("TopKCount is floor(density·n) in double", "[kernels][sparsify]") {
   CHECK(TopKCount(16777216, 0.1) == 1677721);
 }
 
+TEST_CASE("DareKeepMask at large element indices and odd offsets", "[kernels][sparsify]") {
+  const uint64_t name = HashName("model.embed_tokens.weight");
+  // Block indices above 2^32 use the counter's second word.
+  for (uint64_t first : {(uint64_t{1} << 34) + 1, (uint64_t{1} << 40) - 7, uint64_t{262668288}}) {
+    for (size_t n : {size_t{1}, size_t{5}, size_t{255}, size_t{256}, size_t{257}, size_t{4099}}) {
+      CAPTURE(first, n);
+      std::vector<uint8_t> keep(n);
+      DareKeepMask(5, name, 2, first, 0.3f, keep);
+      size_t bad = 0;
+      for (size_t i = 0; i < n; ++i) bad += keep[i] != (Uniform(5, name, 2, first + i) < 0.3f);
+      CHECK(bad == 0);
+    }
+  }
+}
+
+// The window of a whole-tensor mask as a streaming caller builds it for one
+// chunk [begin, end): the tie quotas minus the ties in earlier chunks.
+MagnitudeWindow ChunkWindow(const std::vector<float>& x, size_t begin, size_t end, uint32_t lo_key,
+                            bool lo_keeps_first, uint64_t lo_quota, bool lo_partial,
+                            uint32_t hi_key, uint64_t hi_quota, bool hi_partial) {
+  const std::span<const float> all(x);
+  const std::span<const float> chunk = all.subspan(begin, end - begin);
+  auto cut = [&](uint32_t key, uint64_t ordinal) -> uint32_t {
+    const uint64_t seen = CountMagnitudeKey(all.subspan(0, begin), key);
+    if (ordinal <= seen) return 0;
+    return static_cast<uint32_t>(FindMagnitudeKey(chunk, key, ordinal - seen));
+  };
+  MagnitudeWindow w;
+  w.lo_key = lo_key;
+  w.hi_key = hi_key;
+  if (lo_partial) {
+    (lo_keeps_first ? w.lo_tie_end : w.lo_tie_begin) = cut(lo_key, lo_quota);
+  }
+  if (hi_partial) w.hi_tie_end = cut(hi_key, hi_quota);
+  return w;
+}
+
+TEST_CASE("ApplyMagnitudeWindow chunk by chunk reproduces the TIES and breadcrumbs masks",
+          "[kernels][sparsify]") {
+  std::vector<uint32_t> scratch(kSelectScratchSize);
+  for (bool bf16 : {false, true}) {
+    for (size_t n : {size_t{1}, size_t{7}, size_t{1000}, size_t{70001}}) {
+      CAPTURE(bf16, n);
+      std::vector<float> x = MakeDeltas(n, 3u + static_cast<uint32_t>(n), bf16, false);
+      for (size_t i = 0; i < n; i += 5) x[i] = Bf16ToF32(F32ToBf16(x[i] * 0.5f)) * 0.0f;  // zeros
+      const std::vector<size_t> chunk_sizes = {1, 333, 4096, 65536};
+      std::vector<uint8_t> mask(n);
+      auto check = [&](const std::vector<uint8_t>& expect_mask, auto window_of) {
+        for (size_t chunk : chunk_sizes) {
+          CAPTURE(chunk);
+          std::vector<float> expect(n), got(n);
+          ApplyMask(x, expect_mask, 1.75f, expect);
+          for (size_t begin = 0; begin < n; begin += chunk) {
+            const size_t end = std::min(n, begin + chunk);
+            ApplyMagnitudeWindow(std::span<const float>(x).subspan(begin, end - begin),
+                                 window_of(begin, end), 1.75f,
+                                 std::span<float>(got).subspan(begin, end - begin));
+          }
+          size_t bad = 0;
+          for (size_t i = 0; i < n; ++i) {
+            bad += std::bit_cast<uint32_t>(got[i]) != std::bit_cast<uint32_t>(expect[i]);
+          }
+          CHECK(bad == 0);
+        }
+      };
+      for (uint64_t k : {uint64_t{1}, uint64_t{n / 3 + 1}, uint64_t{n}}) {
+        CAPTURE(k);
+        TopKMagnitudeMask(x, k, scratch, mask);
+        const KthLargest kth = SelectKthLargest(x, k, scratch);
+        const uint64_t quota = k - kth.n_above;
+        check(mask, [&](size_t begin, size_t end) {
+          return ChunkWindow(x, begin, end, kth.key, true, quota, quota < kth.n_equal, UINT32_MAX,
+                             0, false);
+        });
+      }
+      for (auto [lo, hi] : {std::pair<uint64_t, uint64_t>{0, n / 2 + 1}, {n / 4, n / 4 + 1},
+                            {n / 5, n}, {n / 3, n - n / 7}}) {
+        if (lo >= hi) continue;
+        CAPTURE(lo, hi);
+        RankWindowMask(x, lo, hi, scratch, mask);
+        uint32_t lo_key = 0, hi_key = UINT32_MAX;
+        uint64_t lo_quota = 0, hi_quota = 0;
+        bool lo_partial = false, hi_partial = false;
+        if (lo > 0) {
+          const RankSelection a = SelectByRank(x, lo, scratch);
+          lo_key = a.key;
+          lo_quota = lo - a.n_below;
+          lo_partial = lo_quota > 0;
+        }
+        if (hi < n) {
+          const RankSelection b = SelectByRank(x, hi - 1, scratch);
+          hi_key = b.key;
+          hi_quota = hi - b.n_below;
+          hi_partial = hi_quota < b.n_equal;
+        }
+        check(mask, [&](size_t begin, size_t end) {
+          return ChunkWindow(x, begin, end, lo_key, false, lo_quota, lo_partial, hi_key, hi_quota,
+                             hi_partial);
+        });
+      }
+    }
+  }
+}
+
+TEST_CASE("The ToDifference kernels equal their forms on x - base", "[kernels][sparsify]") {
+  for (size_t n : kLengths) {
+    CAPTURE(n);
+    const std::vector<float> x = MakeDeltas(n, 41u + static_cast<uint32_t>(n), true, false);
+    const std::vector<float> base = MakeDeltas(n, 43u + static_cast<uint32_t>(n), true, false);
+    const std::vector<uint8_t> keep = MakeMask(n, 47);
+    std::vector<float> diff(n);
+    for (size_t i = 0; i < n; ++i) diff[i] = x[i] - base[i];
+    std::vector<float> expect(n), got(n);
+    ApplyMask(diff, keep, 1.5f, expect);
+    ApplyMaskToDifference(x, base, keep, 1.5f, got);
+    CHECK(got == expect);
+    MagnitudeWindow w;
+    w.lo_key = MagnitudeKey(0.01f);
+    w.lo_tie_end = static_cast<uint32_t>(n / 2);
+    w.hi_key = MagnitudeKey(0.03f);
+    ApplyMagnitudeWindow(diff, w, 0.5f, expect);
+    ApplyMagnitudeWindowToDifference(x, base, w, 0.5f, got);
+    CHECK(got == expect);
+    // In place, as the merge methods call it.
+    std::vector<float> inplace = x;
+    ApplyMagnitudeWindowToDifference(inplace, base, w, 0.5f, inplace);
+    CHECK(inplace == expect);
+  }
+}
+
+TEST_CASE("Chunk L1 sums: same lanes as MaskedL1Norms, window sums strictly inside",
+          "[kernels][sparsify]") {
+  for (size_t n : kLengths) {
+    if (n > kDefaultChunkElems) continue;  // one chunk of MaskedL1Norms
+    CAPTURE(n);
+    const std::vector<float> x = MakeDeltas(n, 53u + static_cast<uint32_t>(n), true, true);
+    const std::vector<uint8_t> keep = MakeMask(n, 59);
+    const L1Norms whole = MaskedL1Norms(x, keep);
+    const L1Norms chunk = ChunkMaskedL1Norms(x, keep);
+    CHECK(std::bit_cast<uint64_t>(chunk.unmasked) == std::bit_cast<uint64_t>(whole.unmasked));
+    CHECK(std::bit_cast<uint64_t>(chunk.masked) == std::bit_cast<uint64_t>(whole.masked));
+    const uint32_t lo = MagnitudeKey(0.01f), hi = MagnitudeKey(0.02f);
+    std::vector<uint8_t> inside(n);
+    for (size_t i = 0; i < n; ++i) {
+      inside[i] = MagnitudeKey(x[i]) > lo && MagnitudeKey(x[i]) < hi;
+    }
+    // Same lanes, so the same bits as the masked sum over the inside mask.
+    const L1Norms between = ChunkL1NormsBetween(x, lo, hi);
+    const L1Norms expect = ChunkMaskedL1Norms(x, inside);
+    CHECK(std::bit_cast<uint64_t>(between.unmasked) == std::bit_cast<uint64_t>(expect.unmasked));
+    CHECK(std::bit_cast<uint64_t>(between.masked) == std::bit_cast<uint64_t>(expect.masked));
+    // The sentinel bounds take everything.
+    const L1Norms all = ChunkL1NormsBetween(x, 0, UINT32_MAX);
+    std::vector<uint8_t> nonzero(n);
+    for (size_t i = 0; i < n; ++i) nonzero[i] = x[i] != 0.0f;
+    CHECK(all.masked == ChunkMaskedL1Norms(x, nonzero).masked);
+  }
+}
+
 TEST_CASE("DARE timing on a 4096x4096 tensor", "[.bench][kernels][sparsify]") {
   const size_t n = 4096 * 4096;
   const std::vector<float> x = MakeDeltas(n, 1, true, false);

@@ -4,55 +4,26 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <filesystem>
-#include <map>
 #include <string>
 #include <vector>
 
 #include "examples/tiny_models.h"
-#include "merge/model_opener.h"
 #include "merge/plan.h"
 #include "merge/recipe.h"
+#include "tests/merge/corpus_support.h"
 #include "tests/testing/temp_dir.h"
 
 namespace alloy::merge {
 namespace {
 
 namespace fs = std::filesystem;
+using corpus::FamilyOf;
+using corpus::LayersNeeded;
+using corpus::StandIns;
 
 #ifndef ALLOY_RECIPES_DIR
 #define ALLOY_RECIPES_DIR ""
 #endif
-
-// Maps every distinct model reference to its own tiny checkpoint of `family`.
-struct StandIns {
-  testing::TempDir dir;
-  DiskModelOpener disk;
-  std::map<std::string, std::string> dirs;  // ModelKey → tiny model directory
-  examples::Family family;
-  int64_t num_layers;
-
-  StandIns(examples::Family f, int64_t n) : family(f), num_layers(n) {}
-
-  formats::Result<OpenedModel> Open(const ModelRef& ref) {
-    const std::string key = ModelKey(ref);
-    auto it = dirs.find(key);
-    if (it == dirs.end()) {
-      examples::TinyModelSpec spec = *examples::TinyModelPreset("tiny", family);
-      spec.hidden_size = 16;
-      spec.intermediate_size = 32;
-      spec.vocab_size = 64;
-      spec.num_layers = num_layers;
-      spec.model_index = static_cast<int>(dirs.size());
-      const std::string path = dir.Join("m" + std::to_string(dirs.size()));
-      ALLOY_RETURN_IF_ERROR(examples::WriteTinyModel(spec, path));
-      it = dirs.emplace(key, path).first;
-    }
-    ModelRef mapped = ref;
-    mapped.path = it->second;
-    mapped.revision.clear();
-    return disk.Open(mapped);
-  }
-};
 
 struct Case {
   const char* file;
@@ -94,23 +65,6 @@ TEST_CASE("plan: corpus recipes plan against tiny stand-in models", "[merge][pla
       for (const PlannedTensor& tensor : plan->tensors) CHECK(!tensor.inputs.empty());
     }
   }
-}
-
-examples::Family FamilyOf(const std::string& text) {
-  const size_t pos = text.find("# models:");
-  const std::string line = text.substr(pos, text.find('\n', pos) - pos);
-  if (line.find("mistral") != std::string::npos || line.find("mixtral") != std::string::npos) {
-    return examples::Family::kMistral;
-  }
-  return examples::Family::kLlama;
-}
-
-int64_t LayersNeeded(const Recipe& recipe) {
-  int64_t n = 2;
-  for (const Slice& slice : recipe.slices) {
-    for (const SliceSource& source : slice.sources) n = std::max(n, source.layer_end);
-  }
-  return n;
 }
 
 TEST_CASE("plan: every parseable real-world recipe plans", "[merge][plan][corpus]") {

@@ -8,6 +8,7 @@
 
 #include "merge/moe_recipe.h"
 #include "merge/recipe.h"
+#include "tests/merge/corpus_support.h"
 #include "tests/testing/temp_dir.h"
 
 namespace alloy::merge {
@@ -20,45 +21,9 @@ using formats::ErrorCode;
 #define ALLOY_RECIPES_DIR ""
 #endif
 
-enum class Outcome { kValid, kError, kUnsupported };
-
-struct Expectation {
-  Outcome outcome = Outcome::kValid;
-  // kValid: a warning containing `substring` at `line` (when non-empty).
-  // kError/kUnsupported: the message contains ":<line>:" and `substring`.
-  int line = 0;
-  std::string substring;
-  size_t n_documents = 1;
-};
-
-const char* const kMoe = "mergekit-moe recipes are handled by `alloy moe` (not yet available)";
-const char* const kUnion = "tokenizer source `union` is not supported yet";
-
-// File name prefix → expectation; files not listed here must be valid.
-const std::map<std::string, Expectation>& Expectations() {
-  static const std::map<std::string, Expectation> kTable = {
-      {"09-", {Outcome::kError, 14, "`parameters` must be a mapping, got a list"}},
-      {"17-", {Outcome::kUnsupported, 41, kUnion}},
-      {"20-", {Outcome::kValid, 22, "`int8_mask` is ignored"}},
-      {"26-", {Outcome::kError, 18, "duplicate key `merge_method` (first at line 11)"}},
-      {"47-", {Outcome::kValid, 11, "is not one of the merged models"}},
-      {"50-", {Outcome::kError, 16, "`slerp` needs parameter `t`"}},
-      {"51-", {Outcome::kUnsupported, 21, kUnion}},
-      {"59-", {Outcome::kError, 17, "YAML syntax error"}},
-      {"66-", {Outcome::kUnsupported, 3, kMoe}},
-      {"67-", {Outcome::kUnsupported, 3, kMoe}},
-      {"68-", {Outcome::kUnsupported, 4, kMoe}},
-      {"69-", {Outcome::kUnsupported, 4, kMoe}},
-  };
-  return kTable;
-}
-
-Expectation ExpectationFor(const std::string& file_name) {
-  for (const auto& [prefix, expectation] : Expectations()) {
-    if (file_name.rfind(prefix, 0) == 0) return expectation;
-  }
-  return Expectation{};
-}
+using corpus::Expectation;
+using corpus::ExpectationFor;
+using corpus::Outcome;
 
 TEST_CASE("every corpus recipe parses or is refused at the expected line",
           "[merge][recipe][corpus]") {
