@@ -162,8 +162,6 @@ int RunMerge(const MergeCmdOptions& options, std::ostream& out, std::ostream& er
       if (!d.plan_summary.empty() && d.plan_summary.back() != '\n') out << "\n";
       continue;
     }
-    char rate[64];
-    std::snprintf(rate, sizeof(rate), "%.2f s", secs);
     out << label << ": merged " << d.merge.n_tensors << " tensors from " << d.n_models
         << " models with " << d.method << ", wrote "
         << HumanBytes(static_cast<double>(d.merge.bytes_written)) << " to " << d.output << "\n";

@@ -14,46 +14,19 @@
 // exactly, so the streams of different models and elements never overlap.
 #include "kernels/random.h"
 
+#include "kernels/philox_internal.h"
+
 namespace alloy::kernels {
 namespace {
 
-constexpr uint32_t kPhiloxM0 = 0xD2511F53u;
-constexpr uint32_t kPhiloxM1 = 0xCD9E8D57u;
-constexpr uint32_t kPhiloxW0 = 0x9E3779B9u;
-constexpr uint32_t kPhiloxW1 = 0xBB67AE85u;
 constexpr float kTwoPowMinus24 = 0x1p-24f;
 
-inline std::array<uint32_t, 4> PhiloxBlock(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
-                                           uint32_t k0, uint32_t k1) noexcept {
-  for (int round = 0; round < 10; ++round) {
-    const uint64_t p0 = uint64_t{kPhiloxM0} * c0;
-    const uint64_t p1 = uint64_t{kPhiloxM1} * c2;
-    const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1 ^ k0;
-    const uint32_t n1 = static_cast<uint32_t>(p1);
-    const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3 ^ k1;
-    const uint32_t n3 = static_cast<uint32_t>(p0);
-    c0 = n0;
-    c1 = n1;
-    c2 = n2;
-    c3 = n3;
-    k0 += kPhiloxW0;
-    k1 += kPhiloxW1;
-  }
-  return {c0, c1, c2, c3};
-}
-
-struct StreamKey {
-  uint32_t k0;
-  uint32_t k1;
-};
-
-inline StreamKey MakeKey(uint64_t seed, uint64_t name_hash) noexcept {
-  const uint64_t key = Mix64(Mix64(seed) + name_hash);
-  return {static_cast<uint32_t>(key), static_cast<uint32_t>(key >> 32)};
-}
+using philox::Block;
+using philox::MakeKey;
+using philox::StreamKey;
 
 inline std::array<uint32_t, 4> BlockAt(StreamKey key, uint32_t model, uint64_t block) noexcept {
-  return PhiloxBlock(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), model, 0,
+  return Block(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), model, 0,
                      key.k0, key.k1);
 }
 
@@ -81,7 +54,7 @@ uint64_t Mix64(uint64_t x) noexcept {
 
 std::array<uint32_t, 4> Philox4x32(std::array<uint32_t, 4> counter,
                                    std::array<uint32_t, 2> key) noexcept {
-  return PhiloxBlock(counter[0], counter[1], counter[2], counter[3], key[0], key[1]);
+  return Block(counter[0], counter[1], counter[2], counter[3], key[0], key[1]);
 }
 
 uint32_t RandomBits(uint64_t seed, uint64_t name_hash, uint32_t model, uint64_t index) noexcept {

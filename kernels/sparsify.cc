@@ -13,6 +13,8 @@
 //   depend on the thread count.
 #include "kernels/sparsify.h"
 
+#include "kernels/philox_internal.h"
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #include <immintrin.h>
 #endif
@@ -40,24 +42,17 @@ constexpr size_t kDrawBlock = 256;
 // and its chain of dependent multiplies cost ~2 ns per element. On x86-64
 // the blocks go through AVX-512 or AVX2 32×32→64 multiplies (pmuludq), 8 or
 // 4 blocks per vector; elsewhere a loop the compiler may vectorize.
-constexpr uint32_t kPhiloxM0 = 0xD2511F53u;
-constexpr uint32_t kPhiloxM1 = 0xCD9E8D57u;
-constexpr uint32_t kPhiloxW0 = 0x9E3779B9u;
-constexpr uint32_t kPhiloxW1 = 0xBB67AE85u;
-constexpr int kPhiloxRounds = 10;
+constexpr uint32_t kPhiloxM0 = philox::kM0;
+constexpr uint32_t kPhiloxM1 = philox::kM1;
+constexpr uint32_t kPhiloxW0 = philox::kW0;
+constexpr uint32_t kPhiloxW1 = philox::kW1;
+constexpr int kPhiloxRounds = philox::kRounds;
 // Counter blocks covering kDrawBlock elements at any start offset, rounded
 // up to whole vectors of 8 blocks.
 constexpr size_t kDrawBlocks = (kDrawBlock / 4 + 1 + 7) / 8 * 8;
 
-struct DrawKey {
-  uint32_t k0;
-  uint32_t k1;
-};
-
-DrawKey MakeDrawKey(uint64_t seed, uint64_t name_hash) noexcept {
-  const uint64_t key = Mix64(Mix64(seed) + name_hash);  // as random.cc's MakeKey
-  return {static_cast<uint32_t>(key), static_cast<uint32_t>(key >> 32)};
-}
+using DrawKey = philox::StreamKey;
+constexpr auto MakeDrawKey = philox::MakeKey;
 
 // Output word j of counter block (first_block + b) goes to w[j][b], for
 // b < n_blocks rounded up to a multiple of 8. Counter = (block lo, block hi,
@@ -68,30 +63,10 @@ using BlockWords = uint32_t (*)[kDrawBlocks];
                          BlockWords w) noexcept {
   for (size_t b = 0; b < n_blocks; ++b) {
     const uint64_t block = first_block + b;
-    uint32_t c0 = static_cast<uint32_t>(block);
-    uint32_t c1 = static_cast<uint32_t>(block >> 32);
-    uint32_t c2 = model;
-    uint32_t c3 = 0;
-    uint32_t k0 = key.k0;
-    uint32_t k1 = key.k1;
-    for (int round = 0; round < kPhiloxRounds; ++round) {
-      const uint64_t p0 = uint64_t{kPhiloxM0} * c0;
-      const uint64_t p1 = uint64_t{kPhiloxM1} * c2;
-      const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1 ^ k0;
-      const uint32_t n1 = static_cast<uint32_t>(p1);
-      const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3 ^ k1;
-      const uint32_t n3 = static_cast<uint32_t>(p0);
-      c0 = n0;
-      c1 = n1;
-      c2 = n2;
-      c3 = n3;
-      k0 += kPhiloxW0;
-      k1 += kPhiloxW1;
-    }
-    w[0][b] = c0;
-    w[1][b] = c1;
-    w[2][b] = c2;
-    w[3][b] = c3;
+    const std::array<uint32_t, 4> c =
+        philox::Block(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), model, 0,
+                      key.k0, key.k1);
+    for (int j = 0; j < 4; ++j) w[j][b] = c[j];
   }
 }
 

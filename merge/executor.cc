@@ -86,7 +86,6 @@ class StreamingPass final : public TensorPass {
                       });
   }
 
-  Status status() const { return Status::OK(); }
   const kernels::EncodeStats& encode_stats() const { return stats_; }
   bool emitted() const { return emitted_; }
 
@@ -240,7 +239,7 @@ class StreamingPass final : public TensorPass {
 };
 
 // Writes inputs[0]'s bytes unchanged (non-float tensors).
-Status CopyTensor(const PlannedTensor& t, formats::TensorSource& src, const TensorInfo& info,
+Status CopyTensor(formats::TensorSource& src, const TensorInfo& info,
                   formats::TensorSink& sink, size_t out_index, Shared& shared) {
   const uint64_t n = info.nbytes;
   const size_t chunk = kMergeChunkElems * 4;
@@ -253,7 +252,6 @@ Status CopyTensor(const PlannedTensor& t, formats::TensorSource& src, const Tens
     if (st.ok()) st = sink.WriteAt(out_index, begin, bytes);
     statuses[idx] = std::move(st);
   });
-  (void)t;
   for (Status& st : statuses) {
     if (!st.ok()) return st;
   }
@@ -317,7 +315,7 @@ formats::Result<MergeReport> ExecutePlan(const MergePlan& plan,
       report.bytes_read += info->nbytes;
     }
     if (t.copy_only) {
-      ALLOY_RETURN_IF_ERROR(CopyTensor(t, *srcs[0], *infos[0], sink, idx, shared));
+      ALLOY_RETURN_IF_ERROR(CopyTensor(*srcs[0], *infos[0], sink, idx, shared));
       ++report.n_copied;
     } else if (t.nbytes > 0) {
       StreamingPass pass(t, idx, srcs, infos, sink, shared);

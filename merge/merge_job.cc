@@ -102,7 +102,6 @@ Status WriteDocument(const Recipe& recipe, const MergePlan& plan, DiskModelOpene
   if (!plan.output_config.is_null()) {
     ALLOY_RETURN_IF_ERROR(add("config.json", plan.output_config.dump(2) + "\n"));
   }
-  bool have_template_file = false;
   if (!plan.tokenizer_directory.empty()) {
     for (const std::string& name : TokenizerFileNames()) {
       const std::string src = plan.tokenizer_directory + "/" + name;
@@ -122,10 +121,8 @@ Status WriteDocument(const Recipe& recipe, const MergePlan& plan, DiskModelOpene
                           "donor's tokenizer files were copied unchanged");
     } else {
       ALLOY_RETURN_IF_ERROR(add("chat_template.jinja", *recipe.chat_template));
-      have_template_file = true;
     }
   }
-  (void)have_template_file;
   std::string yaml = recipe.raw_text;
   if (!yaml.empty() && yaml.back() != '\n') yaml += '\n';
   ALLOY_RETURN_IF_ERROR(add("mergekit_config.yml", yaml));

@@ -29,6 +29,15 @@ FixtureTensor ValuesTensor(std::string name, std::vector<int64_t> shape,
   return t;
 }
 
+MiniModel OneTensorModel(const std::string& name, const std::vector<float>& values,
+                         std::vector<int64_t> shape) {
+  if (shape.empty()) shape = {static_cast<int64_t>(values.size())};
+  MiniModel m;
+  m.name = name;
+  m.tensors.push_back(ValuesTensor(kLayerWeight, std::move(shape), values));
+  return m;
+}
+
 MergeOutput RunRecipe(const alloy::testing::TempDir& dir, std::string recipe,
                       const std::vector<MiniModel>& models, const RunOptions& options) {
   for (const MiniModel& m : models) {

@@ -29,6 +29,14 @@ struct MiniModel {
   int layers = 1;
 };
 
+// The layer tensor OneTensorModel holds.
+inline constexpr const char* kLayerWeight = "model.layers.0.mlp.down_proj.weight";
+
+// A one-layer model holding only kLayerWeight with `values` (shape: 1-D
+// when empty).
+MiniModel OneTensorModel(const std::string& name, const std::vector<float>& values,
+                         std::vector<int64_t> shape = {});
+
 struct MergeOutput {
   formats::Status status;
   std::string out_dir;

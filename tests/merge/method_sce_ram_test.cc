@@ -17,21 +17,15 @@ namespace alloy::merge {
 namespace {
 
 using testing_support::MiniModel;
+using testing_support::OneTensorModel;
 using testing_support::RunOptions;
 using testing_support::RunRecipe;
 using testing_support::ValuesTensor;
 
-constexpr const char* kWeight = "model.layers.0.mlp.down_proj.weight";
+constexpr const char* kWeight = testing_support::kLayerWeight;
 
 using Values = std::vector<float>;
 
-MiniModel Model(const std::string& name, const Values& values, std::vector<int64_t> shape = {}) {
-  if (shape.empty()) shape = {static_cast<int64_t>(values.size())};
-  MiniModel m;
-  m.name = name;
-  m.tensors.push_back(ValuesTensor(kWeight, shape, values));
-  return m;
-}
 
 // A recipe over base + the named models, with global `params` (YAML flow map).
 std::string Recipe(const std::string& method, const std::vector<std::string>& models,
@@ -167,7 +161,7 @@ TEST_CASE("ram: unique deltas kept, shared ones averaged, |τ| ≤ ε dropped", 
   const Values base = {1, 1, 1, 1, 1, 1};
   const Values x = {2, 1, 3, 0, 1.5f, 1.625f};  // τ = 1, 0, 2, -1, 0.5, 0.625
   const Values y = {4, 1, 1, -2, 1, 1.5f};      // τ = 3, 0, 0, -3, 0, 0.5
-  std::vector<MiniModel> models = {Model("base", base), Model("x", x), Model("y", y)};
+  std::vector<MiniModel> models = {OneTensorModel("base", base), OneTensorModel("x", x), OneTensorModel("y", y)};
   auto out = RunRecipe(dir, Recipe("ram", {"x", "y"}, "{epsilon: 0.5}"), models);
   INFO(out.status.ToString());
   REQUIRE(out.status.ok());
@@ -186,8 +180,8 @@ TEST_CASE("ram: zero deltas give the base, all-negative deltas average", "[merge
   const Values base = {0.5f, -2, 3, 0};
   const Values neg1 = {-0.5f, -3, 2, -1};      // τ = -1 everywhere
   const Values neg2 = {-2.5f, -4, 3, -0.25f};  // τ = -3, -2, 0, -0.25
-  std::vector<MiniModel> models = {Model("base", base), Model("same", base), Model("same2", base),
-                                   Model("neg1", neg1), Model("neg2", neg2)};
+  std::vector<MiniModel> models = {OneTensorModel("base", base), OneTensorModel("same", base), OneTensorModel("same2", base),
+                                   OneTensorModel("neg1", neg1), OneTensorModel("neg2", neg2)};
   auto zero = RunRecipe(dir, Recipe("ram", {"same", "same2"}), models, {.out_name = "zero"});
   REQUIRE(zero.status.ok());
   CHECK(zero.values[kWeight] == base);
@@ -207,7 +201,7 @@ TEST_CASE("ramplus_tl: unique deltas scaled by λ_i = 1 + r·clamp(S_i/U_i, 0, a
   const Values base = {1, 1, 1, 1, 1, 1};
   const Values x = {2, 1, 3, 0, 1.5f, 1.625f};  // S_x = 2 (0, 3), U_x = 2 (2, 5): ρ = 1
   const Values y = {4, 1, 1, -2, 1, 1.5f};      // S_y = 2, U_y = 0: ρ = 2/ε, clamped
-  std::vector<MiniModel> models = {Model("base", base), Model("x", x), Model("y", y)};
+  std::vector<MiniModel> models = {OneTensorModel("base", base), OneTensorModel("x", x), OneTensorModel("y", y)};
   SECTION("ρ below alpha: λ_x = 1 + 0.5·1") {
     auto out = RunRecipe(dir, Recipe("ramplus_tl", {"x", "y"}, "{epsilon: 0.5, r: 0.5, alpha: 2}"),
                          models);
@@ -242,7 +236,7 @@ TEST_CASE("ramplus_tl: ε = 0 and an unchanged model give NaN everywhere, as mer
   alloy::testing::TempDir dir;
   const Values base = {1, 2, 3};
   const Values x = {2, 2, 5};
-  std::vector<MiniModel> models = {Model("base", base), Model("x", x), Model("same", base)};
+  std::vector<MiniModel> models = {OneTensorModel("base", base), OneTensorModel("x", x), OneTensorModel("same", base)};
   auto out = RunRecipe(dir, Recipe("ramplus_tl", {"x", "same"}, "{epsilon: 0}"), models);
   INFO(out.status.ToString());
   REQUIRE(out.status.ok());
@@ -266,8 +260,8 @@ TEST_CASE("ram and ramplus_tl: three models against the reference", "[merge][ram
   for (Values& x : xs) {
     for (size_t j = 0; j < numel; ++j) x[j] = sparse(rng) ? base[j] + 0.1f * normal(rng) : base[j];
   }
-  std::vector<MiniModel> models = {Model("base", base, {6, 8}), Model("a", xs[0], {6, 8}),
-                                   Model("b", xs[1], {6, 8}), Model("c", xs[2], {6, 8})};
+  std::vector<MiniModel> models = {OneTensorModel("base", base, {6, 8}), OneTensorModel("a", xs[0], {6, 8}),
+                                   OneTensorModel("b", xs[1], {6, 8}), OneTensorModel("c", xs[2], {6, 8})};
   auto ram = RunRecipe(dir, Recipe("ram", {"a", "b", "c"}, "{epsilon: 0.02}"), models,
                        {.out_name = "ram"});
   INFO(ram.status.ToString());
@@ -286,7 +280,7 @@ TEST_CASE("sce: weights mean(TV²) normalised, unweighted sign election", "[merg
   const Values base = {1, 1, 1, 1};
   const Values x = {2, 0, 3, 1};   // τ = 1, -1, 2, 0: s = 1.5
   const Values y = {4, 2, -1, 1};  // τ = 3, 1, -2, 0: s = 3.5 → weights 0.3, 0.7
-  std::vector<MiniModel> models = {Model("base", base), Model("x", x), Model("y", y)};
+  std::vector<MiniModel> models = {OneTensorModel("base", base), OneTensorModel("x", x), OneTensorModel("y", y)};
   auto out = RunRecipe(dir, Recipe("sce", {"x", "y"}), models);
   INFO(out.status.ToString());
   REQUIRE(out.status.ok());
@@ -301,8 +295,8 @@ TEST_CASE("sce: all-negative and zero deltas", "[merge][sce]") {
   const Values base = {0, 0};
   const Values x = {-1, -2};  // s = 2.5
   const Values y = {-3, -2};  // s = 6.5
-  std::vector<MiniModel> models = {Model("base", base), Model("x", x), Model("y", y),
-                                   Model("same", base)};
+  std::vector<MiniModel> models = {OneTensorModel("base", base), OneTensorModel("x", x), OneTensorModel("y", y),
+                                   OneTensorModel("same", base)};
   auto neg = RunRecipe(dir, Recipe("sce", {"x", "y"}), models, {.out_name = "neg"});
   REQUIRE(neg.status.ok());
   CHECK(neg.values[kWeight] == Narrow({(-1 * 2.5 - 3 * 6.5) / 9, -2}));
@@ -316,7 +310,7 @@ TEST_CASE("sce: Σs < 1e-6 falls back to uniform weights", "[merge][sce]") {
   const Values base = {0, 0};
   const Values x = {1e-4f, 2e-4f};
   const Values y = {3e-4f, -1e-4f};
-  std::vector<MiniModel> models = {Model("base", base), Model("x", x), Model("y", y)};
+  std::vector<MiniModel> models = {OneTensorModel("base", base), OneTensorModel("x", x), OneTensorModel("y", y)};
   auto out = RunRecipe(dir, Recipe("sce", {"x", "y"}), models);
   REQUIRE(out.status.ok());
   const auto& got = out.values[kWeight];
@@ -332,7 +326,7 @@ TEST_CASE("sce: select_topk edge values and ties at the cut-off", "[merge][sce]"
   // var = ((x − y)/2)² = .25, 0, 1, .25, 1, 2.25, .25, 0: nz = 6.
   const Values x = {1, 0, 2, 0, 0, 3, 1, 0};
   const Values y = {0, 0, 0, 1, 2, 0, 0, 0};
-  std::vector<MiniModel> models = {Model("base", base), Model("x", x), Model("y", y)};
+  std::vector<MiniModel> models = {OneTensorModel("base", base), OneTensorModel("x", x), OneTensorModel("y", y)};
   // "0.7" → "k0p7", "-1" → "km1": one output directory per value.
   auto OutName = [](std::string topk) {
     std::replace(topk.begin(), topk.end(), '.', 'p');
@@ -383,8 +377,8 @@ TEST_CASE("sce: three models against the reference", "[merge][sce]") {
     // Quarter steps make equal variances, so the cut-off has ties.
     for (size_t j = 0; j < numel; ++j) x[j] = base[j] + std::round(4 * normal(rng)) / 4;
   }
-  std::vector<MiniModel> models = {Model("base", base, {6, 10}), Model("a", xs[0], {6, 10}),
-                                   Model("b", xs[1], {6, 10}), Model("c", xs[2], {6, 10})};
+  std::vector<MiniModel> models = {OneTensorModel("base", base, {6, 10}), OneTensorModel("a", xs[0], {6, 10}),
+                                   OneTensorModel("b", xs[1], {6, 10}), OneTensorModel("c", xs[2], {6, 10})};
   for (double p : {1.0, 0.5, 0.3, 0.05}) {
     INFO("select_topk " << p);
     auto out =
@@ -417,8 +411,8 @@ TEST_CASE("sce, ram, ramplus_tl: several chunks, 1 and 2 threads byte-identical"
       x[j] = base[j] + (moved(rng) ? static_cast<float>(step(rng)) / 64 : 0.0f);
     }
   }
-  std::vector<MiniModel> models = {Model("base", base, shape), Model("a", xs[0], shape),
-                                   Model("b", xs[1], shape), Model("c", xs[2], shape)};
+  std::vector<MiniModel> models = {OneTensorModel("base", base, shape), OneTensorModel("a", xs[0], shape),
+                                   OneTensorModel("b", xs[1], shape), OneTensorModel("c", xs[2], shape)};
   struct Case {
     std::string name, method, params;
     std::vector<double> want;

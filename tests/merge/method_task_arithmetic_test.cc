@@ -24,22 +24,16 @@ namespace {
 
 using testing_support::FileBytes;
 using testing_support::MiniModel;
+using testing_support::OneTensorModel;
 using testing_support::RunOptions;
 using testing_support::RunRecipe;
 using testing_support::ValuesTensor;
 
-constexpr const char* kWeight = "model.layers.0.mlp.down_proj.weight";
+constexpr const char* kWeight = testing_support::kLayerWeight;
 
 using Values = std::vector<float>;
 using Mask = std::vector<uint8_t>;
 
-MiniModel Model(const std::string& name, const Values& values, std::vector<int64_t> shape = {}) {
-  if (shape.empty()) shape = {static_cast<int64_t>(values.size())};
-  MiniModel m;
-  m.name = name;
-  m.tensors.push_back(ValuesTensor(kWeight, shape, values));
-  return m;
-}
 
 // base + the models a, b, ... with per-model parameters (YAML flow maps);
 // the base is listed first, so model_index is 0 for the base, 1 for a, ...
@@ -57,9 +51,9 @@ std::string Recipe(const std::string& method, const std::vector<std::string>& mo
 
 std::vector<MiniModel> Models(const Values& base, const std::vector<Values>& xs,
                               std::vector<int64_t> shape = {}) {
-  std::vector<MiniModel> models = {Model("base", base, shape)};
+  std::vector<MiniModel> models = {OneTensorModel("base", base, shape)};
   for (size_t i = 0; i < xs.size(); ++i) {
-    models.push_back(Model(std::string(1, static_cast<char>('a' + i)), xs[i], shape));
+    models.push_back(OneTensorModel(std::string(1, static_cast<char>('a' + i)), xs[i], shape));
   }
   return models;
 }
