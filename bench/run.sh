@@ -14,6 +14,7 @@
 # parallel floor (BENCH_FLOOR=sequential switches it).
 #
 # Environment: BENCH_OUT (default <repo>/bench-out), BENCH_RUNS (default 3),
+# BENCH_ONLY (a space-separated subset of: convert merge),
 # BENCH_DOC (default <repo>/docs/PERFORMANCE.md), BENCH_FLOOR (parallel | sequential),
 # BENCH_STRICT=1 (exit 3 on a MISS).
 set -euo pipefail
@@ -182,7 +183,113 @@ EOF
     "$ratio, peak RSS $rss MiB: $verdict (see $(rel "$DOC"))"
 }
 
-bench_convert
+# ---- alloy merge: linear, task_arithmetic, ties, dare_ties of base + 2 fine-tunes ----
+
+MERGE_METHODS=(linear task_arithmetic ties dare_ties)
+
+# merge_recipe METHOD: a recipe over the three bench models (absolute paths).
+merge_recipe() {
+  local m=$1 ft1=$OUT/llama-ft1 ft2=$OUT/llama-ft2
+  case $m in
+    linear)
+      printf 'merge_method: linear\nmodels:\n  - model: %s\n    parameters: {weight: 0.4}\n  - model: %s\n    parameters: {weight: 0.3}\n  - model: %s\n    parameters: {weight: 0.3}\ndtype: bfloat16\n' \
+        "$BASE" "$ft1" "$ft2" ;;
+    task_arithmetic)
+      printf 'merge_method: task_arithmetic\nbase_model: %s\nmodels:\n  - model: %s\n    parameters: {weight: 0.5}\n  - model: %s\n    parameters: {weight: 0.5}\ndtype: bfloat16\n' \
+        "$BASE" "$ft1" "$ft2" ;;
+    ties|dare_ties)
+      printf 'merge_method: %s\nbase_model: %s\nmodels:\n  - model: %s\n    parameters: {weight: 0.5, density: 0.5}\n  - model: %s\n    parameters: {weight: 0.5, density: 0.5}\ndtype: bfloat16\n' \
+        "$m" "$BASE" "$ft1" "$ft2" ;;
+  esac
+}
+
+merge_target() { case $1 in linear|task_arithmetic) echo 1.15 ;; *) echo 1.5 ;; esac; }
+
+bench_merge() {
+  local dir=$OUT/merge-recipes floor_out=$OUT/merge-floor.bin tfile runlog
+  local seq_s=() par_s=() i m json s kib out_bytes
+  local inputs=("$BASE" "$OUT/llama-ft1" "$OUT/llama-ft2")
+  local floor_cmd=("$FLOOR" --write-bytes "$BASE_BYTES" --out "$floor_out" "${inputs[@]}")
+  local -A times=() rss=()
+  tfile=$(mktemp) runlog=$(mktemp)
+  mkdir -p "$dir"
+  for m in "${MERGE_METHODS[@]}"; do merge_recipe "$m" >"$dir/$m.yaml"; done
+  "$FLOOR" "${inputs[@]}" >/dev/null || die "io_floor failed"  # warm the page cache
+  for ((i = 1; i <= RUNS; i++)); do
+    rm -rf "$OUT"/merge-out-* "$floor_out" && sync
+    json=$("${floor_cmd[@]}" --threads 1) || die "io_floor failed"
+    seq_s+=("$(json_field seconds <<<"$json")")
+    rm -f "$floor_out" && sync
+    json=$("${floor_cmd[@]}" --threads "$(nproc)") || die "io_floor failed"
+    par_s+=("$(json_field seconds <<<"$json")")
+    rm -f "$floor_out" && sync
+    for m in "${MERGE_METHODS[@]}"; do
+      local cmd=("$ALLOY" merge "$dir/$m.yaml" "$OUT/merge-out-$m" --overwrite --quiet)
+      if ! "$TIME" -f '%e %M' -o "$tfile" "${cmd[@]}" >"$runlog" 2>&1; then
+        cat "$runlog" >&2
+        die "alloy merge failed: ${cmd[*]} ($(head -1 "$tfile"))"
+      fi
+      out_bytes=$(dir_bytes "$OUT/merge-out-$m")
+      ((out_bytes > BASE_BYTES * 99 / 100 && out_bytes < BASE_BYTES * 101 / 100)) ||
+        die "alloy merge ($m) wrote $out_bytes bytes of safetensors, expected about $BASE_BYTES"
+      read -r s kib <"$tfile"
+      times[$m]+="$s " rss[$m]+="$kib "
+      rm -rf "$OUT/merge-out-$m" && sync
+    done
+    log "merge run $i/$RUNS: floor ${par_s[-1]} s parallel, ${seq_s[-1]} s sequential;" \
+      "$(for m in "${MERGE_METHODS[@]}"; do printf '%s %s s; ' "$m" "$(awk '{print $NF}' <<<"${times[$m]}")"; done)"
+  done
+  rm -f "$tfile" "$runlog"
+
+  local p q f body a k ratio mib verdict target rows="" per_run=""
+  p=$(printf '%s\n' "${par_s[@]}" | median)
+  q=$(printf '%s\n' "${seq_s[@]}" | median)
+  f=$p
+  if [[ $FLOOR_KIND == sequential ]]; then f=$q; fi
+  for m in "${MERGE_METHODS[@]}"; do
+    a=$(tr ' ' '\n' <<<"${times[$m]}" | grep . | median)
+    k=$(tr ' ' '\n' <<<"${rss[$m]}" | grep . | median)
+    ratio=$(awk -v a="$a" -v f="$f" 'BEGIN {printf "%.2f", a / f}')
+    mib=$(awk -v k="$k" 'BEGIN {printf "%.0f", k / 1024}')
+    target=$(merge_target "$m")
+    if awk -v r="$ratio" -v t="$target" -v m="$mib" 'BEGIN {exit !(r <= t && m <= 512)}'; then
+      verdict=PASS
+    else
+      verdict=MISS MISSES=$((MISSES + 1))
+    fi
+    rows+="| $m | $a s | ${ratio}× | $mib MiB | ≤ ${target}× floor, RSS ≤ 512 MiB | **$verdict** |"$'\n'
+    per_run+="$m ${times[$m]% }; "
+    log "merge $m: $a s, ${ratio}× the $FLOOR_KIND floor, peak RSS $mib MiB: $verdict"
+  done
+  body=$(mktemp)
+  cat >"$body" <<EOF
+<!-- bench:merge:begin -->
+## alloy merge (base + 2 fine-tunes, Llama-3.2-1B-shaped, bf16)
+
+Measured $(date -u '+%Y-%m-%d %H:%M UTC') on $(machine); $RUNS interleaved runs, medians.
+
+* Inputs: \`$GEN_CMD\` → \`$(rel "$BASE")\`, \`llama-ft1\`, \`llama-ft2\`; $BASE_BYTES bytes of
+  safetensors each, and one output of that size.
+* Floor: \`io_floor --threads $(nproc) --write-bytes $BASE_BYTES --out $(rel "$floor_out")\` over the
+  three inputs: **$p s** parallel, $q s sequential (\`--threads 1\`). The verdict uses the $FLOOR_KIND floor.
+* alloy: \`alloy merge $(rel "$dir")/METHOD.yaml OUT --overwrite --quiet\` (recipes written by
+  \`bench/run.sh\`: linear weights 0.4/0.3/0.3; task_arithmetic weights 0.5/0.5; ties and
+  dare_ties weight 0.5, density 0.5), timed with \`/usr/bin/time -f '%e %M'\`.
+
+| method | alloy | alloy / floor | peak RSS | target | result |
+|---|---|---|---|---|---|
+${rows}
+Per run (s): parallel floor ${par_s[*]}; sequential floor ${seq_s[*]}; ${per_run}
+<!-- bench:merge:end -->
+EOF
+  write_section merge "$body"
+  rm -f "$body"
+}
+
+wants() { [[ -z ${BENCH_ONLY:-} || " $BENCH_ONLY " == *" $1 "* ]]; }
+
+if wants convert; then bench_convert; fi
+if wants merge; then bench_merge; fi
 
 if ((MISSES > 0)) && [[ ${BENCH_STRICT:-0} == 1 ]]; then exit 3; fi
 exit 0

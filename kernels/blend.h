@@ -11,19 +11,19 @@
 
 namespace alloy::kernels {
 
-// acc[i] = 0.
-void ZeroF64(std::span<double> acc) noexcept;
-// acc[i] += double(w · x[i])  (the product rounded to float32).
-// REQUIRES: x.size() == acc.size().
-void AddScaled(std::span<const float> x, float w, std::span<double> acc) noexcept;
-// acc[i] += double(w · (x[i] − base[i]))  (difference and product in float32).
-// REQUIRES: x, base and acc have one size.
-void AddScaledDelta(std::span<const float> x, std::span<const float> base, float w,
-                    std::span<double> acc) noexcept;
-// acc[i] = acc[i] / d.
-void DivideF64(std::span<double> acc, double d) noexcept;
-// acc[i] = acc[i] · m.
-void ScaleF64(std::span<double> acc, double m) noexcept;
+// out[i] = (Σ_k double(w[k] · xs[k][i])) / divisor: the sum accumulated in
+// model order from +0, then multiplied by the float64 reciprocal of divisor
+// (1: nothing). One pass: the accumulator is tiled so it stays in L1 while
+// every model is added.
+// REQUIRES: w.size() == xs.size(); every xs[k].size() == out.size().
+void WeightedSum(std::span<const std::span<const float>> xs, std::span<const float> w,
+                 double divisor, std::span<double> out) noexcept;
+// out[i] = double(base[i]) + lambda · (Σ_k double(w[k] · xs[k][i])) / divisor,
+// which is WeightedSum followed by AddBaseScaled, in one pass.
+void WeightedSumOnBase(std::span<const std::span<const float>> xs, std::span<const float> w,
+                       double divisor, std::span<const float> base, double lambda,
+                       std::span<double> out) noexcept;
+
 // acc[i] = base[i] + lambda · acc[i].
 // REQUIRES: base.size() == acc.size().
 void AddBaseScaled(std::span<const float> base, double lambda, std::span<double> acc) noexcept;

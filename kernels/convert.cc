@@ -45,6 +45,7 @@
 #include <algorithm>
 #include <array>
 #include <bit>
+#include <cmath>
 #include <limits>
 #include <type_traits>
 
@@ -421,6 +422,21 @@ struct FromF16 {
   ALLOY_INLINE uint32_t operator()(uint16_t h) const noexcept { return F16ToF32Bits(h); }
 };
 
+// float64 → float32 bits rounded to odd. The hardware conversion rounds to
+// nearest even (MXCSR is never changed here); an inexact result is moved to
+// the neighbour towards zero when RNE went away from zero, and its last bit
+// set. NaN compares unequal to itself but counts as exact (x == x is false),
+// so it passes through quieted.
+struct FromF64RoundToOdd {
+  ALLOY_INLINE uint32_t operator()(double x) const noexcept {
+    const float f = static_cast<float>(x);
+    const double back = static_cast<double>(f);
+    const uint32_t inexact = static_cast<uint32_t>(back != x) & static_cast<uint32_t>(x == x);
+    const uint32_t away = static_cast<uint32_t>(std::fabs(back) > std::fabs(x));
+    return (F32Bits(f) - (inexact & away)) | inexact;
+  }
+};
+
 struct Bf16Kernel {
   ALLOY_INLINE uint32_t operator()(uint32_t bits, uint32_t& over) const noexcept {
     const uint32_t a = bits & kF32AbsMask;
@@ -533,25 +549,16 @@ void DecodeF8E5M2(std::span<const uint8_t> in, std::span<float> out) noexcept {
 
 void DecodeF64(std::span<const double> in, std::span<float> out) noexcept {
   Dispatch([&](auto) ALLOY_LAMBDA_INLINE {
-    MapLoop(in.data(), out.data(), in.size(), [](double x) ALLOY_LAMBDA_INLINE {
-      return BitsF32(F64ToF32Bits(std::bit_cast<uint64_t>(x)));
-    });
+    // Hardware conversion: IEEE round to nearest even (MXCSR is never changed).
+    MapLoop(in.data(), out.data(), in.size(),
+            [](double x) ALLOY_LAMBDA_INLINE { return static_cast<float>(x); });
   });
 }
 
 void NarrowF64RoundToOdd(std::span<const double> in, std::span<float> out) noexcept {
   Dispatch([&](auto) ALLOY_LAMBDA_INLINE {
-    MapLoop(in.data(), out.data(), in.size(), [](double x) ALLOY_LAMBDA_INLINE {
-      uint32_t bits = F64ToF32Bits(std::bit_cast<uint64_t>(x));
-      const double back = static_cast<double>(BitsF32(bits));
-      const double ax = x < 0 ? -x : x;
-      const double ab = back < 0 ? -back : back;
-      if (back != x && x == x) {
-        if (ab > ax) bits -= 1;  // RNE rounded away from zero: step back (magnitude)
-        bits |= 1;
-      }
-      return BitsF32(bits);
-    });
+    MapLoop(in.data(), out.data(), in.size(),
+            [](double x) ALLOY_LAMBDA_INLINE { return BitsF32(FromF64RoundToOdd{}(x)); });
   });
 }
 
@@ -607,6 +614,22 @@ void EncodeF16(std::span<const float> in, std::span<uint16_t> out, Overflow over
   Dispatch([&](auto var_shift) ALLOY_LAMBDA_INLINE {
     EncodeF16Loop<decltype(var_shift)::value>(in.data(), out.data(), in.size(), overflow,
                                               stats, FromF32{});
+  });
+}
+
+void EncodeBf16FromF64(std::span<const double> in, std::span<uint16_t> out,
+                       EncodeStats* stats) noexcept {
+  Dispatch([&](auto) ALLOY_LAMBDA_INLINE {
+    EncodeLoop(in.data(), out.data(), in.size(), stats, &EncodeStats::n_overflow,
+               FromF64RoundToOdd{}, Bf16Kernel{});
+  });
+}
+
+void EncodeF16FromF64(std::span<const double> in, std::span<uint16_t> out, Overflow overflow,
+                      EncodeStats* stats) noexcept {
+  Dispatch([&](auto var_shift) ALLOY_LAMBDA_INLINE {
+    EncodeF16Loop<decltype(var_shift)::value>(in.data(), out.data(), in.size(), overflow,
+                                              stats, FromF64RoundToOdd{});
   });
 }
 

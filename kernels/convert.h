@@ -66,6 +66,12 @@ void EncodeF64(std::span<const float> in, std::span<double> out) noexcept;
 // ±FLT_MAX with the last bit set (which rounds to inf or saturates later);
 // NaN stays NaN.
 void NarrowF64RoundToOdd(std::span<const double> in, std::span<float> out) noexcept;
+// NarrowF64RoundToOdd then EncodeBf16 / EncodeF16, in one pass (same bits,
+// same stats).
+void EncodeBf16FromF64(std::span<const double> in, std::span<uint16_t> out,
+                       EncodeStats* stats) noexcept;
+void EncodeF16FromF64(std::span<const double> in, std::span<uint16_t> out, Overflow overflow,
+                      EncodeStats* stats) noexcept;
 // Integers: RNE, saturating (counted as clamped); NaN → 0 (counted as n_nan).
 void EncodeI8(std::span<const float> in, std::span<int8_t> out, EncodeStats* stats) noexcept;
 void EncodeU8(std::span<const float> in, std::span<uint8_t> out, EncodeStats* stats) noexcept;

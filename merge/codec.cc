@@ -107,6 +107,14 @@ void EncodeFromF64(DType dtype, std::span<const double> in, std::span<uint8_t> b
     std::memcpy(bytes.data(), in.data(), bytes.size());
     return;
   }
+  if (dtype == DType::kBF16 && Aligned(bytes.data(), 2)) {
+    kernels::EncodeBf16FromF64(in, AsMut<uint16_t>(bytes), stats);
+    return;
+  }
+  if (dtype == DType::kF16 && Aligned(bytes.data(), 2)) {
+    kernels::EncodeF16FromF64(in, AsMut<uint16_t>(bytes), f16_overflow, stats);
+    return;
+  }
   ALLOY_CHECK(scratch.size() >= in.size());
   std::span<float> f32 = scratch.first(in.size());
   if (dtype == DType::kF32) {

@@ -72,6 +72,11 @@ class StreamingPass final : public TensorPass {
     return RunUnordered([&](const Chunk& c, SlotBuffers& buf) { EmitChunk(c, buf, fn); });
   }
 
+  Status EmitElementwise(const EmitFn& fn) override {
+    return RunUnordered([&](const Chunk& c, SlotBuffers& buf) { EmitTiles(c, buf, fn); },
+                        /*decode=*/false);
+  }
+
   Status ScanOrdered(size_t n_counters, const CountFn& count, const OrderedScanFn& fn) override {
     return RunOrdered(n_counters, count, [&](const Chunk& c, std::span<const uint64_t> prefix,
                                              SlotBuffers&) { fn(c, prefix); });
@@ -91,13 +96,14 @@ class StreamingPass final : public TensorPass {
 
  private:
   template <typename Body>
-  Status RunUnordered(const Body& body) {
+  Status RunUnordered(const Body& body, bool decode = true) {
     const size_t n_chunks = num_chunks();
     std::vector<Status> statuses(n_chunks);
     kernels::ParallelForChunks(n_chunks, 1, [&](size_t chunk_idx, size_t, size_t) {
       SlotBuffers& buf = shared_.slots[static_cast<size_t>(kernels::ThreadIndex())];
       Chunk chunk;
-      statuses[chunk_idx] = Load(chunk_idx, static_cast<size_t>(kernels::ThreadIndex()), buf, &chunk);
+      statuses[chunk_idx] =
+          Load(chunk_idx, static_cast<size_t>(kernels::ThreadIndex()), buf, &chunk, decode);
       if (statuses[chunk_idx].ok()) body(chunk, buf);
     });
     return FirstError(statuses);
@@ -147,8 +153,9 @@ class StreamingPass final : public TensorPass {
     return write_error_;
   }
 
-  // Reads and decodes chunk `chunk_idx` of every input into `buf`.
-  Status Load(size_t chunk_idx, size_t slot, SlotBuffers& buf, Chunk* chunk) {
+  // Reads chunk `chunk_idx` of every input into `buf` and, when `decode`,
+  // decodes it to float32 (else EmitTiles decodes it piece by piece).
+  Status Load(size_t chunk_idx, size_t slot, SlotBuffers& buf, Chunk* chunk, bool decode = true) {
     if (shared_.cancel && shared_.cancel->load(std::memory_order_relaxed)) {
       return Status::IoError("interrupted");
     }
@@ -165,7 +172,7 @@ class StreamingPass final : public TensorPass {
       Grow(buf.f32[i], chunk_elems_);
       std::span<uint8_t> bytes(buf.raw[i].data(), n * elem);
       ALLOY_RETURN_IF_ERROR(ReadInput(i, begin, bytes));
-      DecodeToF32(in.input_dtype, bytes, std::span<float>(buf.f32[i].data(), n));
+      if (decode) DecodeToF32(in.input_dtype, bytes, std::span<float>(buf.f32[i].data(), n));
       buf.inputs[i] = buf.f32[i].data();
     }
     chunk->index = chunk_idx;
@@ -203,17 +210,57 @@ class StreamingPass final : public TensorPass {
 
   template <typename Fn>
   void EmitChunk(const Chunk& c, SlotBuffers& buf, const Fn& fn) {
-    Grow(buf.out, chunk_elems_);
-    Grow(buf.narrow, chunk_elems_);
-    const size_t out_elem = ElementBytes(tensor_.out_dtype);
-    Grow(buf.encoded, chunk_elems_ * out_elem);
+    GrowOutput(buf);
     std::span<double> out(buf.out.data(), c.size);
     fn(c, out);
     kernels::EncodeStats stats;
-    std::span<uint8_t> bytes(buf.encoded.data(), c.size * out_elem);
-    EncodeFromF64(tensor_.out_dtype, out, bytes, std::span<float>(buf.narrow.data(), c.size),
-                  kernels::Overflow::kToInf, &stats);
-    Status st = sink_.WriteAt(out_index_, c.begin * out_elem, bytes);
+    EncodePiece(buf, out, 0, &stats);
+    WriteChunk(c, buf, stats);
+  }
+
+  // EmitChunk for an undecoded chunk, in tiles that stay in cache: decode
+  // every input's tile, call fn on it, encode it; then write the chunk.
+  void EmitTiles(const Chunk& c, SlotBuffers& buf, const EmitFn& fn) {
+    constexpr size_t kTile = 4096;
+    GrowOutput(buf);
+    kernels::EncodeStats stats;
+    Chunk piece = c;
+    for (size_t t = 0; t < c.size; t += kTile) {
+      const size_t len = std::min(kTile, c.size - t);
+      for (size_t i = 0; i < tensor_.inputs.size(); ++i) {
+        const DType dtype = tensor_.inputs[i].input_dtype;
+        const size_t elem = ElementBytes(dtype);
+        DecodeToF32(dtype, std::span<const uint8_t>(buf.raw[i].data() + t * elem, len * elem),
+                    std::span<float>(buf.f32[i].data(), len));
+      }
+      piece.begin = c.begin + t;
+      piece.size = len;
+      std::span<double> out(buf.out.data(), len);
+      fn(piece, out);
+      EncodePiece(buf, out, t, &stats);
+    }
+    WriteChunk(c, buf, stats);
+  }
+
+  void GrowOutput(SlotBuffers& buf) {
+    Grow(buf.out, chunk_elems_);
+    Grow(buf.narrow, chunk_elems_);
+    Grow(buf.encoded, chunk_elems_ * ElementBytes(tensor_.out_dtype));
+  }
+
+  // Rounds out (elements [first, first + out.size()) of the chunk) into buf.encoded.
+  void EncodePiece(SlotBuffers& buf, std::span<const double> out, size_t first,
+                   kernels::EncodeStats* stats) {
+    const size_t out_elem = ElementBytes(tensor_.out_dtype);
+    std::span<uint8_t> bytes(buf.encoded.data() + first * out_elem, out.size() * out_elem);
+    EncodeFromF64(tensor_.out_dtype, out, bytes, std::span<float>(buf.narrow.data(), out.size()),
+                  kernels::Overflow::kToInf, stats);
+  }
+
+  void WriteChunk(const Chunk& c, SlotBuffers& buf, const kernels::EncodeStats& stats) {
+    const size_t out_elem = ElementBytes(tensor_.out_dtype);
+    Status st = sink_.WriteAt(out_index_, c.begin * out_elem,
+                              std::span<const uint8_t>(buf.encoded.data(), c.size * out_elem));
     std::lock_guard<std::mutex> lock(mu_);
     stats_.n_overflow += stats.n_overflow;
     stats_.n_nan += stats.n_nan;

@@ -86,6 +86,11 @@ class TensorPass {
   // Same; fn fills out[0..size) and the values are rounded and written. Call
   // exactly once per tensor, as the last pass.
   virtual formats::Status Emit(const EmitFn& fn) = 0;
+  // Emit for methods whose output element depends only on the inputs at that
+  // element (and on Chunk::begin, for random keys): fn may be called on any
+  // piece of a chunk, which lets the executor decode, blend and encode in
+  // cache-sized tiles. Chunk::index and slot are the enclosing chunk's.
+  virtual formats::Status EmitElementwise(const EmitFn& fn) = 0;
   // Ordered variants: count(chunk, counters) fills n_counters values for every
   // chunk; fn then receives, per counter, the sum over all earlier chunks.
   virtual formats::Status ScanOrdered(size_t n_counters, const CountFn& count,

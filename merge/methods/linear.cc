@@ -5,7 +5,6 @@
 //
 // Difference from mergekit: with normalize and Σw = 0 mergekit writes inf/NaN
 // tensors; alloy refuses the tensor with a message instead.
-#include <cmath>
 #include <vector>
 
 #include "kernels/blend.h"
@@ -32,26 +31,17 @@ class Linear final : public MergeMethod {
           "' sum to 0, and normalize divides by that sum; change the weights or set "
           "`normalize: false`");
     }
-    // Multiplying by 1/Σw equals dividing only when Σw is a power of two.
-    int exponent = 0;
-    const double mantissa = std::fabs(std::frexp(sum, &exponent));
-    const bool divide = normalize && mantissa != 0.5;
-    const double scale = normalize ? 1.0 / sum : 1.0;
-    return pass.Emit([&](const Chunk& c, std::span<double> out) {
-      kernels::ZeroF64(out);
-      for (size_t i = 0; i < n; ++i) {
-        kernels::AddScaled(std::span<const float>(c.inputs[i], c.size), weights_[i], out);
-      }
-      if (divide) {
-        kernels::DivideF64(out, sum);
-      } else if (normalize) {
-        kernels::ScaleF64(out, scale);
-      }
+    if (inputs_.size() < pass.num_slots() * n) inputs_.resize(pass.num_slots() * n);
+    return pass.EmitElementwise([&](const Chunk& c, std::span<double> out) {
+      const std::span<std::span<const float>> xs(inputs_.data() + c.slot * n, n);
+      for (size_t i = 0; i < n; ++i) xs[i] = std::span<const float>(c.inputs[i], c.size);
+      kernels::WeightedSum(xs, weights_, normalize ? sum : 1.0, out);
     });
   }
 
  private:
   std::vector<float> weights_;
+  std::vector<std::span<const float>> inputs_;  // slot × input, rebuilt per chunk
 };
 
 }  // namespace

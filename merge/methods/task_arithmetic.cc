@@ -33,6 +33,7 @@
 // tensors), the L1 rescale factor stays float32 (mergekit: the working
 // dtype), and DELLA ranks along the last dimension of tensors with more than
 // two dimensions (mergekit: along dim 1).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -458,12 +459,11 @@ class GeneralizedTaskArithmetic final : public MergeMethod {
     const std::span<const float> base(c.inputs[base_], c.size);
     if (family_.consensus == Consensus::kSum) {
       kernels::TiesConsensus(s, active_weights_, kernels::SignElection::kSum, normalize_, out);
+      kernels::AddBaseScaled(base, lambda_, out);
     } else {
-      kernels::ZeroF64(out);
-      for (size_t k = 0; k < s.size(); ++k) kernels::AddScaled(s[k], active_weights_[k], out);
-      if (normalize_) kernels::DivideF64(out, divisor_);
+      kernels::WeightedSumOnBase(s, active_weights_, normalize_ ? divisor_ : 1.0, base, lambda_,
+                                 out);
     }
-    kernels::AddBaseScaled(base, lambda_, out);
   }
 
   // Fills prefix_ (chunk × counter: ties in earlier chunks) from the
@@ -501,9 +501,13 @@ class GeneralizedTaskArithmetic final : public MergeMethod {
     }
     divisor_ = std::fabs(sum_w) < 1e-8 ? 1.0 : sum_w;
     if (n_counters_ == 0 || n_windows_ == 0) {
-      return pass.Emit([&](const Chunk& c, std::span<double> out) {
+      const auto emit = [&](const Chunk& c, std::span<double> out) {
         Combine(c, Sparsify(pass, c, {}), out);
-      });
+      };
+      // DELLA ranks whole rows; every other mode here is elementwise.
+      const bool rows = std::any_of(models_.begin(), models_.end(),
+                                    [](const ModelPlan& m) { return m.mode == Mode::kDella; });
+      return rows ? pass.Emit(emit) : pass.EmitElementwise(emit);
     }
     // Tie counts per chunk from the select pass when it recorded them (the
     // usual case for bf16 checkpoints): a plain Emit, no counting pass.

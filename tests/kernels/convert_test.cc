@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cfenv>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
@@ -745,6 +746,82 @@ TEST_CASE("DecodeF64 is the RNE cast and EncodeF64 is exact", "[kernels]") {
     }
     return static_cast<double>(x);
   });
+}
+
+// Doubles around and beyond the float32 range, plus the special values.
+std::vector<double> MakeF64Pool(uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<double> in;
+  for (int i = 0; i < 100000; ++i) {
+    const uint64_t e = 1023 - 160 + rng() % 300;
+    in.push_back(std::bit_cast<double>((rng() & 0x800FFFFFFFFFFFFFull) | (e << 52)));
+  }
+  for (int i = 0; i < 1000; ++i) {  // exact float32 values stay exact
+    in.push_back(static_cast<double>(FromBits(static_cast<uint32_t>(rng()))));
+  }
+  for (double d : {0.0, -0.0, 1.0, -1.0, static_cast<double>(FLT_MAX), 1e300, -1e300, 1e-300,
+                   -1e-300, std::ldexp(1.0, -149), std::ldexp(3.0, -151), 16777217.0,
+                   -16777219.0, std::numeric_limits<double>::infinity(),
+                   -std::numeric_limits<double>::infinity(),
+                   std::numeric_limits<double>::quiet_NaN(),
+                   std::bit_cast<double>(0xFFF0000000000001ull)}) {
+    in.push_back(d);
+  }
+  return in;
+}
+
+// Round to odd by the definition: truncate (the FPU in round-toward-zero
+// mode), then set the last bit when the result is inexact.
+float RoundToOddReference(double x) {
+  if (std::isnan(x)) return static_cast<float>(x);
+  const int mode = std::fegetround();
+  std::fesetround(FE_TOWARDZERO);
+  volatile double v = x;
+  const float t = static_cast<float>(v);
+  std::fesetround(mode);
+  return static_cast<double>(t) == x ? t : FromBits(Bits(t) | 1u);
+}
+
+TEST_CASE("NarrowF64RoundToOdd matches truncate-and-set-sticky", "[kernels]") {
+  const std::vector<double> pool = MakeF64Pool(21);
+  CheckSpan<double, float>(pool, NarrowF64RoundToOdd, RoundToOddReference);
+  std::vector<float> out(4);
+  const std::vector<double> edge = {1e300, -1e-300, std::ldexp(1.0, 128), 1.0 + std::ldexp(1.0, -40)};
+  NarrowF64RoundToOdd(edge, out);
+  CHECK(Bits(out[0]) == 0x7F7FFFFFu);  // overflow: FLT_MAX, odd
+  CHECK(Bits(out[1]) == 0x80000001u);  // below the smallest subnormal: ±2^-149
+  CHECK(Bits(out[2]) == 0x7F7FFFFFu);
+  CHECK(Bits(out[3]) == 0x3F800001u);  // 1 + tiny: 1 with the sticky bit
+}
+
+TEST_CASE("fused f64 encoders equal round-to-odd then encode, with stats", "[kernels]") {
+  const std::vector<double> pool = MakeF64Pool(22);
+  std::vector<float> narrow(pool.size());
+  NarrowF64RoundToOdd(pool, narrow);
+  std::vector<uint16_t> want(pool.size()), got(pool.size());
+  EncodeStats want_stats, got_stats;
+  EncodeBf16(narrow, want, &want_stats);
+  EncodeBf16FromF64(pool, got, &got_stats);
+  CHECK(got == want);
+  CHECK(got_stats.n_overflow == want_stats.n_overflow);
+  CHECK(got_stats.n_nan == want_stats.n_nan);
+  CHECK(got_stats.max_abs_finite == want_stats.max_abs_finite);
+  CHECK(want_stats.n_overflow > 0);
+  for (Overflow mode : {Overflow::kToInf, Overflow::kSaturate}) {
+    EncodeStats w16, g16;
+    EncodeF16(narrow, want, mode, &w16);
+    EncodeF16FromF64(pool, got, mode, &g16);
+    CHECK(got == want);
+    CHECK(g16.n_overflow == w16.n_overflow);
+    CHECK(g16.n_clamped == w16.n_clamped);
+    CHECK(g16.n_nan == w16.n_nan);
+  }
+  // One rounding: 1 + 2^-8 + 2^-40 is just above the bf16 tie, so it rounds up;
+  // rounding first to float32 (RNE) would land on the tie and round to even (1).
+  const std::vector<double> tie = {1.0 + std::ldexp(1.0, -8) + std::ldexp(1.0, -40)};
+  std::vector<uint16_t> one(1);
+  EncodeBf16FromF64(tie, one, nullptr);
+  CHECK(one[0] == 0x3F81u);
 }
 
 // ============================== integers ==============================

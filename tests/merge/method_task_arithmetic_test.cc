@@ -680,6 +680,9 @@ class FakePass final : public TensorPass {
     return formats::Status::OK();
   }
   formats::Status Emit(const EmitFn&) override { return formats::Status::Unsupported("fake"); }
+  formats::Status EmitElementwise(const EmitFn&) override {
+    return formats::Status::Unsupported("fake");
+  }
   formats::Status ScanOrdered(size_t, const CountFn&, const OrderedScanFn&) override {
     return formats::Status::Unsupported("fake");
   }
