@@ -1,6 +1,5 @@
 #include "kernels/blend.h"
 
-#include <algorithm>
 #include <cstddef>
 
 #include "kernels/isa_dispatch.h"
@@ -11,37 +10,48 @@ using isa::Dispatch;
 
 namespace {
 
-// Elements per tile: 1024 doubles (8 KiB) stay in L1 across all models.
-constexpr size_t kTile = 1024;
+// Elements per register block: the block's float64 sums stay in registers
+// while every model is added (16 = two AVX-512 vectors of doubles).
+constexpr size_t kBlock = 16;
 
-// The shared body of WeightedSum and WeightedSumOnBase (base == nullptr: none).
-ALLOY_INLINE void WeightedSumTile(const std::span<const float>* xs, const float* w, size_t n_models,
-                                  size_t begin, size_t len, double divisor, const float* base,
-                                  double lambda, double* __restrict out) noexcept {
-  double* __restrict a = out + begin;
-  if (n_models == 0) {
-    for (size_t i = 0; i < len; ++i) a[i] = 0.0;
-  } else {
-    const float* __restrict x0 = xs[0].data() + begin;
-    const float w0 = w[0];
-    // 0.0 + p, not p: a −0 product sums to +0 as when accumulating from zero.
-    for (size_t i = 0; i < len; ++i) a[i] = 0.0 + static_cast<double>(w0 * x0[i]);
-  }
-  for (size_t k = 1; k < n_models; ++k) {
+// out[begin, begin + kBlockLen): the shared body of WeightedSum and
+// WeightedSumOnBase (base == nullptr: none).
+template <size_t kBlockLen>
+ALLOY_INLINE void WeightedSumBlock(const std::span<const float>* xs, const float* w,
+                                   size_t n_models, size_t begin, double inv, bool scale,
+                                   const float* base, double lambda, double* __restrict out) noexcept {
+  double acc[kBlockLen];
+  for (size_t j = 0; j < kBlockLen; ++j) acc[j] = 0.0;
+  for (size_t k = 0; k < n_models; ++k) {
     const float* __restrict xk = xs[k].data() + begin;
     const float wk = w[k];
-    for (size_t i = 0; i < len; ++i) a[i] += static_cast<double>(wk * xk[i]);
+    // Starting from +0 (not from the first product) makes a −0 product sum to +0.
+    for (size_t j = 0; j < kBlockLen; ++j) acc[j] += static_cast<double>(wk * xk[j]);
   }
-  if (divisor != 1.0) {
-    // A float64 reciprocal: within 1 float64 ulp of the quotient, far below
-    // the output rounding, and vdivpd would cost more than the whole blend.
-    const double inv = 1.0 / divisor;
-    for (size_t i = 0; i < len; ++i) a[i] *= inv;
+  if (scale) {
+    for (size_t j = 0; j < kBlockLen; ++j) acc[j] *= inv;
   }
+  double* __restrict a = out + begin;
   if (base != nullptr) {
     const float* __restrict b = base + begin;
-    for (size_t i = 0; i < len; ++i) a[i] = static_cast<double>(b[i]) + lambda * a[i];
+    for (size_t j = 0; j < kBlockLen; ++j) a[j] = static_cast<double>(b[j]) + lambda * acc[j];
+  } else {
+    for (size_t j = 0; j < kBlockLen; ++j) a[j] = acc[j];
   }
+}
+
+ALLOY_INLINE void WeightedSumSpan(const std::span<const float>* xs, const float* w, size_t n_models,
+                                  size_t n, double divisor, const float* base, double lambda,
+                                  double* out) noexcept {
+  // A float64 reciprocal: within 1 float64 ulp of the quotient, far below the
+  // output rounding, and vdivpd would cost more than the whole blend.
+  const bool scale = divisor != 1.0;
+  const double inv = 1.0 / divisor;
+  size_t i = 0;
+  for (; i + kBlock <= n; i += kBlock) {
+    WeightedSumBlock<kBlock>(xs, w, n_models, i, inv, scale, base, lambda, out);
+  }
+  for (; i < n; ++i) WeightedSumBlock<1>(xs, w, n_models, i, inv, scale, base, lambda, out);
 }
 
 }  // namespace
@@ -49,10 +59,7 @@ ALLOY_INLINE void WeightedSumTile(const std::span<const float>* xs, const float*
 void WeightedSum(std::span<const std::span<const float>> xs, std::span<const float> w,
                  double divisor, std::span<double> out) noexcept {
   Dispatch([&](auto) ALLOY_LAMBDA_INLINE {
-    for (size_t begin = 0; begin < out.size(); begin += kTile) {
-      WeightedSumTile(xs.data(), w.data(), xs.size(), begin, std::min(kTile, out.size() - begin),
-                      divisor, nullptr, 0.0, out.data());
-    }
+    WeightedSumSpan(xs.data(), w.data(), xs.size(), out.size(), divisor, nullptr, 0.0, out.data());
   });
 }
 
@@ -60,10 +67,8 @@ void WeightedSumOnBase(std::span<const std::span<const float>> xs, std::span<con
                        double divisor, std::span<const float> base, double lambda,
                        std::span<double> out) noexcept {
   Dispatch([&](auto) ALLOY_LAMBDA_INLINE {
-    for (size_t begin = 0; begin < out.size(); begin += kTile) {
-      WeightedSumTile(xs.data(), w.data(), xs.size(), begin, std::min(kTile, out.size() - begin),
-                      divisor, base.data(), lambda, out.data());
-    }
+    WeightedSumSpan(xs.data(), w.data(), xs.size(), out.size(), divisor, base.data(), lambda,
+                    out.data());
   });
 }
 

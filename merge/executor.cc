@@ -221,7 +221,7 @@ class StreamingPass final : public TensorPass {
   // EmitChunk for an undecoded chunk, in tiles that stay in cache: decode
   // every input's tile, call fn on it, encode it; then write the chunk.
   void EmitTiles(const Chunk& c, SlotBuffers& buf, const EmitFn& fn) {
-    constexpr size_t kTile = 4096;
+    constexpr size_t kTile = 1024;
     GrowOutput(buf);
     kernels::EncodeStats stats;
     Chunk piece = c;
