@@ -338,6 +338,7 @@ formats::Result<MergeReport> ExecutePlan(const MergePlan& plan,
                                          std::span<formats::TensorSource* const> sources,
                                          formats::TensorSink& sink, const ExecuteOptions& options) {
   ALLOY_CHECK(sources.size() == plan.models.size());
+  ALLOY_RETURN_IF_ERROR(CheckPlan(plan));
   ALLOY_ASSIGN_OR_RETURN(std::unique_ptr<MergeMethod> method, MakeMergeMethod(plan.method));
   kernels::SetThreads(options.threads);
   Shared shared;

@@ -113,8 +113,13 @@ class TensorPass {
 class MergeMethod {
  public:
   virtual ~MergeMethod() = default;
-  // Runs zero or more Scan passes, then exactly one Emit. Fails only for
-  // conditions the planner cannot see (kInvalidArgument naming the tensor).
+  // Checks what needs no tensor data: parameter values against the tensor's
+  // shape and inputs (kInvalidArgument naming the tensor and the model).
+  // CheckPlan calls it for every tensor before anything is read or written,
+  // so `alloy merge --dry-run` reports these errors too. Accepts by default.
+  virtual formats::Status Check(const MergePlan& plan, const PlannedTensor& tensor) const;
+  // Runs zero or more Scan passes, then exactly one Emit. Called only for
+  // tensors Check accepted.
   virtual formats::Status Merge(TensorPass& pass) = 0;
 };
 
@@ -124,6 +129,10 @@ formats::Result<std::unique_ptr<MergeMethod>> MakeMergeMethod(std::string_view n
 
 // True when MakeMergeMethod(name) succeeds.
 bool HasMergeMethod(std::string_view name);
+
+// MakeMergeMethod(plan.method), then its Check for every merged tensor; the
+// first error. ExecutePlan calls it before writing anything.
+formats::Status CheckPlan(const MergePlan& plan);
 
 // Called from the coordinating thread after each tensor.
 using MergeProgressFn = std::function<void(uint64_t bytes_done, uint64_t bytes_total,

@@ -226,6 +226,12 @@ formats::Result<MergeJobReport> RunMergeFile(const std::string& recipe_path,
       ALLOY_RETURN_IF_ERROR(MakeMergeMethod(plan.method).status().WithContext(
           file.path + ":" + std::to_string(recipe.first_line)));
     }
+    // Parameter errors that need no tensor data, before anything is written
+    // (and in --dry-run).
+    Status checked = CheckPlan(plan);
+    if (!checked.ok()) {
+      return doc.name.empty() ? checked : checked.WithContext("intermediate '" + recipe.name + "'");
+    }
     for (const std::string& w : opener.warnings()) report.warnings.push_back(w);
     for (const std::string& w : plan.warnings) report.warnings.push_back(w);
     doc.plan_summary = DescribePlan(plan);

@@ -15,6 +15,18 @@ namespace {
 
 class Linear final : public MergeMethod {
  public:
+  formats::Status Check(const MergePlan&, const PlannedTensor& t) const override {
+    double sum = 0;
+    for (const PlannedInput& in : t.inputs) sum += static_cast<float>(Param(in.params, "weight"));
+    if (Param(t.params, "normalize") != 0 && sum == 0) {
+      return formats::Status::InvalidArgument(
+          "linear: the weights of tensor '" + t.output_name +
+          "' sum to 0, and normalize divides by that sum; change the weights or set "
+          "`normalize: false`");
+    }
+    return formats::Status::OK();
+  }
+
   formats::Status Merge(TensorPass& pass) override {
     const PlannedTensor& t = pass.tensor();
     const size_t n = pass.num_inputs();
@@ -24,13 +36,7 @@ class Linear final : public MergeMethod {
       weights_[i] = static_cast<float>(Param(t.inputs[i].params, "weight"));
       sum += weights_[i];
     }
-    const bool normalize = Param(t.params, "normalize") != 0;
-    if (normalize && sum == 0) {
-      return formats::Status::InvalidArgument(
-          "linear: the weights of tensor '" + t.output_name +
-          "' sum to 0, and normalize divides by that sum; change the weights or set "
-          "`normalize: false`");
-    }
+    const bool normalize = Param(t.params, "normalize") != 0;  // Σw ≠ 0: Check
     if (inputs_.size() < pass.num_slots() * n) inputs_.resize(pass.num_slots() * n);
     return pass.EmitElementwise([&](const Chunk& c, std::span<double> out) {
       const std::span<std::span<const float>> xs(inputs_.data() + c.slot * n, n);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "merge/executor.h"
@@ -29,5 +30,11 @@ std::unique_ptr<MergeMethod> MakeRam(std::string_view name);
 // The value of parameter `name` of a per-model or global parameter map;
 // the planner has applied defaults, so a missing required one is a bug.
 double Param(const ParamValues& params, std::string_view name);
+
+// "model '<reference as written>'" for messages.
+std::string ModelName(const MergePlan& plan, const PlannedInput& input);
+
+// The error text when no input of t is the base (methods that need one), else "".
+std::string MissingBase(const PlannedTensor& t);
 
 }  // namespace alloy::merge::methods

@@ -31,12 +31,13 @@ class Ram final : public MergeMethod {
  public:
   explicit Ram(bool plus) : plus_(plus) {}
 
+  formats::Status Check(const MergePlan&, const PlannedTensor& t) const override {
+    const std::string missing = MissingBase(t);
+    return missing.empty() ? formats::Status::OK() : formats::Status::InvalidArgument(missing);
+  }
+
   formats::Status Merge(TensorPass& pass) override {
     const PlannedTensor& t = pass.tensor();
-    if (pass.base_input() < 0) {
-      return formats::Status::InvalidArgument(t.method + ": tensor '" + t.output_name +
-                                              "' has no base input");
-    }
     base_ = static_cast<size_t>(pass.base_input());
     others_.clear();
     for (size_t i = 0; i < pass.num_inputs(); ++i) {

@@ -11,6 +11,21 @@ double Param(const ParamValues& params, std::string_view name) {
   return it->second;
 }
 
+std::string ModelName(const MergePlan& plan, const PlannedInput& input) {
+  const ModelRef& ref = plan.models[input.model_index].ref;
+  std::string name = "model '" + ref.text + "'";
+  if (ref.line > 0) name += " (recipe line " + std::to_string(ref.line) + ")";
+  return name;
+}
+
+std::string MissingBase(const PlannedTensor& t) {
+  for (const PlannedInput& in : t.inputs) {
+    if (in.is_base) return "";
+  }
+  return t.method + ": tensor '" + t.output_name + "' is missing from the base model, which " +
+         t.method + " requires";
+}
+
 }  // namespace methods
 
 formats::Result<std::unique_ptr<MergeMethod>> MakeMergeMethod(std::string_view name) {
@@ -34,5 +49,18 @@ formats::Result<std::unique_ptr<MergeMethod>> MakeMergeMethod(std::string_view n
 }
 
 bool HasMergeMethod(std::string_view name) { return MakeMergeMethod(name).ok(); }
+
+formats::Status MergeMethod::Check(const MergePlan&, const PlannedTensor&) const {
+  return formats::Status::OK();
+}
+
+formats::Status CheckPlan(const MergePlan& plan) {
+  ALLOY_ASSIGN_OR_RETURN(std::unique_ptr<MergeMethod> method, MakeMergeMethod(plan.method));
+  for (const PlannedTensor& t : plan.tensors) {
+    if (t.copy_only || t.nbytes == 0) continue;
+    ALLOY_RETURN_IF_ERROR(method->Check(plan, t));
+  }
+  return formats::Status::OK();
+}
 
 }  // namespace alloy::merge

@@ -41,12 +41,13 @@ enum class MaskMode : uint8_t { kAll, kNone, kTopK };
 
 class Sce final : public MergeMethod {
  public:
+  formats::Status Check(const MergePlan&, const PlannedTensor& t) const override {
+    const std::string missing = MissingBase(t);
+    return missing.empty() ? formats::Status::OK() : formats::Status::InvalidArgument(missing);
+  }
+
   formats::Status Merge(TensorPass& pass) override {
     const PlannedTensor& t = pass.tensor();
-    if (pass.base_input() < 0) {
-      return formats::Status::InvalidArgument("sce: tensor '" + t.output_name +
-                                              "' has no base input");
-    }
     base_ = static_cast<size_t>(pass.base_input());
     others_.clear();
     for (size_t i = 0; i < pass.num_inputs(); ++i) {

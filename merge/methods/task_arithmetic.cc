@@ -119,13 +119,42 @@ class GeneralizedTaskArithmetic final : public MergeMethod {
  public:
   explicit GeneralizedTaskArithmetic(const Family& family) : family_(family) {}
 
-  Status Merge(TensorPass& pass) override {
-    const PlannedTensor& t = pass.tensor();
-    if (pass.base_input() < 0) {
-      return Status::InvalidArgument(t.method + ": tensor '" + t.output_name +
-                                     "' is missing from the base model, which " + t.method +
-                                     " requires");
+  // The settings mergekit crashes on or silently zeroes, from the parameters
+  // and the tensor's shape alone.
+  Status Check(const MergePlan& plan, const PlannedTensor& t) const override {
+    const std::string missing = MissingBase(t);
+    if (!missing.empty()) return Status::InvalidArgument(missing);
+    uint64_t n = 1;
+    for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
+    const uint64_t row = t.shape.empty() ? 1 : static_cast<uint64_t>(t.shape.back());
+    for (const PlannedInput& in : t.inputs) {
+      if (in.is_base) continue;
+      const double density = Param(in.params, "density");
+      if (family_.sparsifier == Sparsifier::kNone || density >= 1.0) continue;
+      const std::string where = "tensor '" + t.output_name + "' of " + ModelName(plan, in);
+      if (family_.sparsifier == Sparsifier::kMagnitude && kernels::TopKCount(n, density) == 0) {
+        return Status::InvalidArgument(t.method + ": density " + Num(density) + " keeps 0 of " +
+                                       std::to_string(n) + " elements of " + where +
+                                       "; raise density");
+      }
+      if (family_.sparsifier != Sparsifier::kDella || !(density > 0.0)) continue;
+      const double epsilon = Param(in.params, "epsilon");
+      if (!(density - epsilon > 0.0 && density + epsilon < 1.0)) {
+        return Status::InvalidArgument(
+            t.method + ": epsilon must be chosen such that density +/- epsilon is in (0, 1); "
+                       "density " + Num(density) + ", epsilon " + Num(epsilon) + " for " + where);
+      }
+      if (row < 2) {
+        return Status::InvalidArgument(t.method + ": " + where +
+                                       " has rows of 1 element, so DELLA's ranks are 0/0 "
+                                       "(mergekit fails here too); leave this tensor out or set "
+                                       "density 1 for it");
+      }
     }
+    return Status::OK();
+  }
+
+  Status Merge(TensorPass& pass) override {
     base_ = static_cast<size_t>(pass.base_input());
     ALLOY_RETURN_IF_ERROR(PlanModels(pass));
     PrepareScratch(pass);
@@ -135,8 +164,8 @@ class GeneralizedTaskArithmetic final : public MergeMethod {
   }
 
  private:
-  // Fills models_ (one per non-base input) with each one's mode; fails for
-  // the settings mergekit crashes on.
+  // Fills models_ (one per non-base input) with each one's mode (Check has
+  // accepted the settings).
   Status PlanModels(TensorPass& pass) {
     const PlannedTensor& t = pass.tensor();
     const uint64_t n = pass.numel();
@@ -154,17 +183,10 @@ class GeneralizedTaskArithmetic final : public MergeMethod {
       m.weight = static_cast<float>(Param(in.params, "weight"));
       const double density = Param(in.params, "density");
       m.density = static_cast<float>(density);
-      const std::string where = "tensor '" + t.output_name + "' for model #" +
-                                std::to_string(in.model_index) + " (0-based, recipe order)";
       if (family_.sparsifier == Sparsifier::kNone || density >= 1.0) {
         m.mode = Mode::kDense;
       } else if (family_.sparsifier == Sparsifier::kMagnitude) {
-        const uint64_t k = kernels::TopKCount(n, density);
-        if (k == 0) {
-          return Status::InvalidArgument(t.method + ": density " + Num(density) + " keeps 0 of " +
-                                         std::to_string(n) + " elements of " + where +
-                                         "; raise density");
-        }
+        const uint64_t k = kernels::TopKCount(n, density);  // ≥ 1: Check
         m.mode = Mode::kWindow;
         m.lo_keeps_first = true;
         m.lo_quota = k;  // turned into the tie quota once the threshold is known
@@ -185,20 +207,8 @@ class GeneralizedTaskArithmetic final : public MergeMethod {
       } else if (family_.sparsifier == Sparsifier::kRandom) {
         m.mode = Mode::kRandom;
       } else {
-        const double epsilon = Param(in.params, "epsilon");
-        if (!(density - epsilon > 0.0 && density + epsilon < 1.0)) {
-          return Status::InvalidArgument(
-              t.method + ": epsilon must be chosen such that density +/- epsilon is in (0, 1); "
-                         "density " + Num(density) + ", epsilon " + Num(epsilon) + " for " + where);
-        }
-        if (pass.row_len() < 2) {
-          return Status::InvalidArgument(t.method + ": " + where +
-                                         " has rows of 1 element, so DELLA's ranks are 0/0 "
-                                         "(mergekit fails here too); leave this tensor out or set "
-                                         "density 1 for it");
-        }
-        m.mode = Mode::kDella;
-        m.epsilon = static_cast<float>(epsilon);
+        m.mode = Mode::kDella;  // epsilon and row length: Check
+        m.epsilon = static_cast<float>(Param(in.params, "epsilon"));
         any_della = true;
       }
       m.rescale = rescale && (m.mode == Mode::kWindow || m.mode == Mode::kRandom ||

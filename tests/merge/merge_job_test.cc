@@ -622,6 +622,44 @@ TEST_CASE("merge job: a dry run plans and writes nothing", "[merge][job]") {
   CHECK(after == before);
 }
 
+// Parameter errors that need no tensor data are found before anything is
+// written, so a dry run reports them too: one case per method check.
+TEST_CASE("merge job: a dry run reports the parameter errors a merge would hit",
+          "[merge][job][errors]") {
+  TempDir dir;
+  Tiny(dir.Join("m1"), 0);
+  Tiny(dir.Join("m2"), 1);
+  struct Case {
+    const char* recipe;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"merge_method: linear\nmodels:\n  - model: $D/m1\n    parameters: {weight: 0.5}\n"
+       "  - model: $D/m2\n    parameters: {weight: -0.5}\n",
+       "sum to 0"},
+      {"merge_method: ties\nbase_model: $D/m1\nmodels:\n  - model: $D/m2\n"
+       "    parameters: {weight: 1, density: 0.00001}\n",
+       "keeps 0 of"},
+      {"merge_method: della\nbase_model: $D/m1\nmodels:\n  - model: $D/m2\n"
+       "    parameters: {weight: 1, density: 0.5, epsilon: 0.6}\n",
+       "density +/- epsilon"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.recipe);
+    const std::string recipe = WriteRecipe(dir, "r.yaml", c.recipe);
+    for (bool dry : {true, false}) {
+      MergeJobOptions job = Options();
+      job.dry_run = dry;
+      auto report = RunMergeFile(recipe, dir.Join("out"), job);
+      REQUIRE_FALSE(report.ok());
+      CHECK(report.status().code() == ErrorCode::kInvalidArgument);
+      CHECK_THAT(report.status().message(), Catch::Contains(c.message));
+      CHECK_FALSE(fs::exists(dir.Join("out")));
+      CHECK_FALSE(HasPartialDir(dir.path()));
+    }
+  }
+}
+
 TEST_CASE("merge job: the seed is recorded in the model card", "[merge][job]") {
   TempDir dir;
   Tiny(dir.Join("m1"), 0);

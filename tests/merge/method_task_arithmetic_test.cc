@@ -336,7 +336,7 @@ TEST_CASE("ties: a density that keeps 0 elements is an error", "[merge][task_ari
   CHECK(out.status.code() == formats::ErrorCode::kInvalidArgument);
   CHECK_THAT(out.status.message(), Catch::Contains("density 0.1 keeps 0 of 8 elements"));
   CHECK_THAT(out.status.message(), Catch::Contains(kWeight));
-  CHECK_THAT(out.status.message(), Catch::Contains("model #1"));
+  CHECK_THAT(out.status.message(), Catch::Contains("/a' (recipe line 5)"));
   CHECK_THAT(out.status.message(), Catch::Contains("raise density"));
 }
 
