@@ -46,18 +46,6 @@ void ProgressBar::Finish() {
   drawn_ = false;
 }
 
-std::string HumanBytes(double bytes) {
-  const char* units[] = {"B", "kB", "MB", "GB", "TB"};
-  int u = 0;
-  while (bytes >= 1000 && u < 4) {
-    bytes /= 1000;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), u == 0 ? "%.0f %s" : "%.2f %s", bytes, units[u]);
-  return buf;
-}
-
 std::string GroupedInt(uint64_t n) {
   std::string digits = std::to_string(n);
   std::string out;

@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "formats/file_util.h"
+
 namespace alloy::cli {
 
 class ProgressBar {
@@ -29,8 +31,7 @@ class ProgressBar {
   std::chrono::steady_clock::time_point last_draw_;
 };
 
-// "2.47 GB", "512 B" (decimal units, as model sizes are quoted).
-std::string HumanBytes(double bytes);
+using formats::HumanBytes;
 // "1,235,814,400"
 std::string GroupedInt(uint64_t n);
 // Peak resident set size of this process, in bytes.

@@ -31,6 +31,10 @@ Status FsyncPath(const std::string& path);
 // The directory containing `path` ("." when `path` has no directory part).
 std::string ParentDirectory(const std::string& path);
 
+// "2.47 GB", "512 B": decimal units, as model sizes are quoted (one format for
+// every byte count alloy prints).
+std::string HumanBytes(double bytes);
+
 // True when `path` is a regular file (after following symlinks).
 bool IsRegularFile(const std::string& path);
 // True when `path` is a directory (after following symlinks).

@@ -20,7 +20,18 @@ formats::Result<OpenedModel> DiskModelOpener::Open(const ModelRef& original) {
   if (ref.has_lora()) {
     return formats::Status::Unsupported("LoRA references (`model+lora`) are not supported yet");
   }
-  const std::string spelled = ref.revision.empty() ? ref.path : ref.path + "@" + ref.revision;
+  // As mergekit: a path that exists on disk is used as is, and a revision
+  // only selects what to fetch for a hub id.
+  std::string spelled = ref.path;
+  if (!ref.revision.empty()) {
+    std::error_code exists_ec;
+    if (std::filesystem::exists(ref.path, exists_ec)) {
+      warnings_.push_back("model '" + original.text + "': revision '" + ref.revision +
+                          "' is ignored for the local path " + ref.path);
+    } else {
+      spelled += "@" + ref.revision;
+    }
+  }
   ALLOY_ASSIGN_OR_RETURN(std::string resolved, formats::ResolveModelReference(spelled));
   // Decision (h): identity is the canonical path, so `//a/m`, `/a/m/` and a
   // symlink to it are one model.
@@ -28,7 +39,7 @@ formats::Result<OpenedModel> DiskModelOpener::Open(const ModelRef& original) {
   std::filesystem::path canonical = std::filesystem::canonical(resolved, ec);
   const std::string key = ec ? resolved : canonical.string();
   auto it = by_path_.find(key);
-  if (it != by_path_.end()) return it->second.opened;
+  if (it != by_path_.end()) return WithArchitecture(it->second.opened, ref);
 
   ALLOY_ASSIGN_OR_RETURN(std::unique_ptr<formats::TensorSource> source,
                          formats::OpenModel(key, access_, &warnings_));
@@ -44,6 +55,20 @@ formats::Result<OpenedModel> DiskModelOpener::Open(const ModelRef& original) {
   Entry& entry = by_path_[key];
   entry.source = std::move(source);
   entry.opened = opened;
+  return WithArchitecture(opened, ref);
+}
+
+// The dict form's `override_architecture` replaces config.json's
+// `architectures` wherever alloy reads it (the plan, the output config).
+formats::Result<OpenedModel> DiskModelOpener::WithArchitecture(OpenedModel opened,
+                                                               const ModelRef& ref) {
+  if (ref.override_architecture.empty()) return opened;
+  if (!opened.config.is_object()) {
+    return formats::Status::InvalidArgument(
+        "model '" + ref.text + "': override_architecture needs a config.json in " +
+        opened.directory);
+  }
+  opened.config["architectures"] = nlohmann::json::array({ref.override_architecture});
   return opened;
 }
 

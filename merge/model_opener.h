@@ -26,7 +26,9 @@ class DiskModelOpener {
                            formats::FileAccess access = formats::FileAccess::kMmap);
 
   // Opens `ref` (after the path map) or returns the cached model with the same
-  // canonical directory. Fails with kNotFound (no such path or hub cache
+  // canonical directory. A revision on a path that exists locally is ignored
+  // with a warning (as mergekit); `override_architecture` replaces the
+  // config's `architectures`. Fails with kNotFound (no such path or hub cache
   // entry), kCorrupt (weights or config.json), kUnsupported (LoRA, layouts
   // OpenModel refuses), kIoError.
   formats::Result<OpenedModel> Open(const ModelRef& ref);
@@ -38,6 +40,8 @@ class DiskModelOpener {
   const std::vector<std::string>& warnings() const { return warnings_; }
 
  private:
+  static formats::Result<OpenedModel> WithArchitecture(OpenedModel opened, const ModelRef& ref);
+
   struct Entry {
     std::unique_ptr<formats::TensorSource> source;
     OpenedModel opened;

@@ -1,27 +1,10 @@
 // DescribePlan: the `alloy merge --dry-run` summary.
-#include <cstdio>
 #include <map>
 
+#include "formats/file_util.h"
 #include "merge/plan.h"
 
 namespace alloy::merge {
-namespace {
-
-std::string Bytes(uint64_t n) {
-  char buf[32];
-  const double x = static_cast<double>(n);
-  if (n >= (uint64_t{1} << 30))
-    std::snprintf(buf, sizeof(buf), "%.2f GiB", x / (1 << 30));
-  else if (n >= (uint64_t{1} << 20))
-    std::snprintf(buf, sizeof(buf), "%.2f MiB", x / (1 << 20));
-  else if (n >= 1024)
-    std::snprintf(buf, sizeof(buf), "%.2f KiB", x / 1024);
-  else
-    std::snprintf(buf, sizeof(buf), "%llu B", static_cast<unsigned long long>(n));
-  return buf;
-}
-
-}  // namespace
 
 std::string DescribePlan(const MergePlan& plan) {
   std::string out = "method: " + plan.method + "\n";
@@ -48,7 +31,8 @@ std::string DescribePlan(const MergePlan& plan) {
   if (n_copies > 0) out += ", " + std::to_string(n_copies) + " copied unchanged";
   out += "), " + std::to_string(plan.num_layers) + " layers" +
          (plan.uses_slices ? " (num_hidden_layers rewritten)" : "") + ", " +
-         Bytes(plan.total_bytes) + ", " + std::string(formats::DTypeName(plan.out_dtype)) + "\n";
+         formats::HumanBytes(static_cast<double>(plan.total_bytes)) + ", " +
+         std::string(formats::DTypeName(plan.out_dtype)) + "\n";
   out += "tokenizer from: " + plan.tokenizer_directory + "\n";
   if (!plan.warnings.empty()) {
     out += "warnings: " + std::to_string(plan.warnings.size()) + "\n";

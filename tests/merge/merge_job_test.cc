@@ -660,6 +660,41 @@ TEST_CASE("merge job: a dry run reports the parameter errors a merge would hit",
   }
 }
 
+TEST_CASE("merge job: a revision on a local path is ignored with a warning", "[merge][job]") {
+  TempDir dir;
+  Tiny(dir.Join("m1"), 0);
+  Tiny(dir.Join("m2"), 1);
+  const std::string recipe = WriteRecipe(
+      dir, "r.yaml",
+      "merge_method: linear\nmodels:\n  - model: $D/m1@main\n    parameters: {weight: 1}\n"
+      "  - model: $D/m2\n    parameters: {weight: 1}\n");
+  auto report = RunMergeFile(recipe, dir.Join("out"), Options());
+  INFO(report.status().ToString());
+  REQUIRE(report.ok());
+  bool warned = false;
+  for (const std::string& w : report->warnings) {
+    warned |= w.find("revision 'main' is ignored for the local path") != std::string::npos;
+  }
+  CHECK(warned);
+}
+
+TEST_CASE("merge job: override_architecture reaches the plan and config.json", "[merge][job]") {
+  TempDir dir;
+  Tiny(dir.Join("m1"), 0);
+  Tiny(dir.Join("m2"), 1);
+  const std::string recipe = WriteRecipe(
+      dir, "r.yaml",
+      "merge_method: linear\nmodels:\n"
+      "  - model: {model: {path: $D/m1}, override_architecture: MistralForCausalLM}\n"
+      "    parameters: {weight: 1}\n"
+      "  - model: {model: {path: $D/m2}, override_architecture: MistralForCausalLM}\n"
+      "    parameters: {weight: 1}\n");
+  auto report = RunMergeFile(recipe, dir.Join("out"), Options());
+  INFO(report.status().ToString());
+  REQUIRE(report.ok());
+  CHECK(ReadJson(dir.Join("out/config.json"))["architectures"][0] == "MistralForCausalLM");
+}
+
 TEST_CASE("merge job: the seed is recorded in the model card", "[merge][job]") {
   TempDir dir;
   Tiny(dir.Join("m1"), 0);
