@@ -61,7 +61,8 @@ CLI::App* SetupMerge(CLI::App& app, MergeCmdOptions& options) {
       "  alloy merge published.yaml ./out --path-map 'E:\\models=/data/models'\n"
       "Methods: linear, task_arithmetic, ties, dare_ties, dare_linear, breadcrumbs,\n"
       "breadcrumbs_ties, della, della_linear, sce, ram, ramplus_tl. See docs/merge.md and\n"
-      "docs/recipes.md. Exit codes: 0 ok, 2 bad recipe or input, 3 I/O failure, 130 interrupted.");
+      "docs/recipes.md.\n"
+      "Exit codes: 0 ok, 1 internal error, 2 bad recipe or input, 3 I/O failure, 130 interrupted.");
   return cmd;
 }
 
@@ -99,20 +100,28 @@ int RunMerge(const MergeCmdOptions& options, std::ostream& out, std::ostream& er
   job.execute.progress = [&](uint64_t done, uint64_t total, std::string_view tensor) {
     if (bar) bar->Update(done, total, tensor);
   };
+  std::vector<std::string> warnings_on_error;
+  job.warnings_on_error = &warnings_on_error;
   auto report = merge::RunMergeFile(options.recipe, options.output, job);
   if (bar) bar->Finish();
-  if (!report.ok() && job.execute.cancel->load()) {
-    err << "alloy: interrupted; the partial output was removed\n";
-    return ToInt(ExitCode::kInterrupted);
-  }
-  if (!report.ok()) return ReportError(report.status(), err);
-  for (const std::string& w : report->warnings) {
-    if (w.find(": warning: ") != std::string::npos) {
-      err << w << "\n";
-    } else {
-      err << "alloy: warning: " << w << "\n";
+  const auto print_warnings = [&](const std::vector<std::string>& warnings) {
+    for (const std::string& w : warnings) {
+      if (w.find(": warning: ") != std::string::npos) {
+        err << w << "\n";
+      } else {
+        err << "alloy: warning: " << w << "\n";
+      }
     }
+  };
+  if (!report.ok()) {
+    print_warnings(warnings_on_error);
+    if (job.execute.cancel->load()) {
+      err << "alloy: interrupted; the partial output was removed\n";
+      return ToInt(ExitCode::kInterrupted);
+    }
+    return ReportError(report.status(), err);
   }
+  print_warnings(report->warnings);
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (options.json) {
@@ -124,7 +133,8 @@ int RunMerge(const MergeCmdOptions& options, std::ostream& out, std::ostream& er
                       {"skipped", d.skipped},
                       {"planned", d.planned},
                       {"models", d.n_models},
-                      {"tensors", d.merge.n_tensors},
+                      {"tensors", options.dry_run ? d.planned_tensors : d.merge.n_tensors},
+                      {"planned_bytes", d.planned_bytes},
                       {"bytes_read", d.merge.bytes_read},
                       {"bytes_written", d.merge.bytes_written},
                       {"files", d.files}});
@@ -138,7 +148,7 @@ int RunMerge(const MergeCmdOptions& options, std::ostream& out, std::ostream& er
                         {"peak_rss_bytes", PeakRssBytes()}};
     if (!report->documents.empty()) {
       const merge::DocumentReport& last = report->documents.back();
-      j["tensors"] = last.merge.n_tensors;
+      j["tensors"] = options.dry_run ? last.planned_tensors : last.merge.n_tensors;
       j["bytes_written"] = last.merge.bytes_written;
       j["files"] = last.files;
     }

@@ -176,13 +176,14 @@ std::string ModelCard(const MergePlan& plan, const Recipe& recipe, const std::st
   return card;
 }
 
-formats::Result<MergeJobReport> RunMergeFile(const std::string& recipe_path,
-                                             const std::string& output,
-                                             const MergeJobOptions& options) {
+namespace {
+
+// RunMergeFile's body; fills `report` as it goes, so warnings survive a failure.
+Status RunMergeFileInto(const std::string& recipe_path, const std::string& output,
+                        const MergeJobOptions& options, MergeJobReport& report) {
   ALLOY_ASSIGN_OR_RETURN(RecipeFile file, ParseRecipeFile(recipe_path));
-  ALLOY_ASSIGN_OR_RETURN(std::vector<size_t> order, MergeOrder(file));
-  MergeJobReport report;
   for (const Warning& w : file.warnings) report.warnings.push_back(FormatWarning(file.path, w));
+  ALLOY_ASSIGN_OR_RETURN(std::vector<size_t> order, MergeOrder(file));
 
   std::string out = output;
   while (out.size() > 1 && out.back() == '/') out.pop_back();
@@ -235,6 +236,8 @@ formats::Result<MergeJobReport> RunMergeFile(const std::string& recipe_path,
     for (const std::string& w : opener.warnings()) report.warnings.push_back(w);
     for (const std::string& w : plan.warnings) report.warnings.push_back(w);
     doc.plan_summary = DescribePlan(plan);
+    doc.planned_tensors = plan.tensors.size();
+    doc.planned_bytes = plan.total_bytes;
     doc.n_models = plan.models.size();
     doc.planned = true;
     if (options.on_document) options.on_document(doc.name, plan);
@@ -249,6 +252,20 @@ formats::Result<MergeJobReport> RunMergeFile(const std::string& recipe_path,
     }
     for (const std::string& w : doc.merge.warnings) report.warnings.push_back(w);
     report.documents.push_back(std::move(doc));
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+formats::Result<MergeJobReport> RunMergeFile(const std::string& recipe_path,
+                                             const std::string& output,
+                                             const MergeJobOptions& options) {
+  MergeJobReport report;
+  Status st = RunMergeFileInto(recipe_path, output, options, report);
+  if (!st.ok()) {
+    if (options.warnings_on_error != nullptr) *options.warnings_on_error = report.warnings;
+    return st;
   }
   return report;
 }

@@ -37,6 +37,9 @@ struct MergeJobOptions {
   bool lazy = true;              // skip intermediates whose output is complete
   // Called before a document starts (after planning), from the calling thread.
   std::function<void(const std::string& name, const MergePlan& plan)> on_document;
+  // When set and the run fails, receives the warnings gathered before the
+  // failure (an unknown key is often the cause of the error that follows).
+  std::vector<std::string>* warnings_on_error = nullptr;
 };
 
 struct DocumentReport {
@@ -46,6 +49,8 @@ struct DocumentReport {
   bool skipped = false;         // intermediate already complete
   bool planned = false;         // dry run: planned (false when it waits for an intermediate)
   std::string plan_summary;     // DescribePlan() (dry run and run)
+  size_t planned_tensors = 0;   // output tensors in the plan (dry run and run)
+  uint64_t planned_bytes = 0;   // their bytes
   size_t n_models = 0;
   MergeReport merge;
   std::vector<std::string> files;  // files written into `output`, sorted

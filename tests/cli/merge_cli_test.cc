@@ -210,6 +210,34 @@ TEST_CASE("merge: unknown recipe keys are warnings on stderr with their line", "
   CHECK(formats::IsRegularFile(dir.Join("out/model.safetensors")));
 }
 
+TEST_CASE("merge: warnings gathered before an error are printed with it", "[cli][merge][errors]") {
+  TempDir dir;
+  // An unknown key (line 7), then a parameter error the merge would hit.
+  const std::string recipe = Setup(dir, "embed_slerp: true\nparameters: {density: 0.000001}\n");
+  testing::WriteFileBytes(recipe, std::regex_replace(testing::ReadFileBytes(recipe),
+                                                     std::regex("task_arithmetic"), "ties"));
+  Run r = Binary("merge " + Q(recipe) + " " + Q(dir.Join("out")) + " --quiet", dir);
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("r.yaml:7:1: warning:") && Catch::Contains("embed_slerp") &&
+                        Catch::Contains("alloy: error: ties: density"));
+  CHECK(r.err.find("warning") < r.err.find("error"));
+  CHECK_FALSE(fs::exists(dir.Join("out")));
+}
+
+TEST_CASE("merge --dry-run --json counts the planned tensors", "[cli][merge]") {
+  TempDir dir;
+  const std::string recipe = Setup(dir);
+  Run r = Binary("merge " + Q(recipe) + " " + Q(dir.Join("out")) + " --dry-run --json", dir);
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["dry_run"] == true);
+  CHECK(j["tensors"].get<size_t>() > 0);
+  CHECK(j["documents"][0]["planned_bytes"].get<uint64_t>() > 0);
+  CHECK(j["bytes_written"] == 0);
+  CHECK_FALSE(fs::exists(dir.Join("out")));
+}
+
 TEST_CASE("merge: a bad --out-shard-size exits 2", "[cli][merge][errors]") {
   TempDir dir;
   const std::string recipe = Setup(dir);

@@ -605,6 +605,8 @@ TEST_CASE("merge job: a dry run plans and writes nothing", "[merge][job]") {
     CHECK(report->documents[0].planned);
     CHECK_THAT(report->documents[0].plan_summary, Catch::Contains("task_arithmetic"));
     CHECK(report->documents[0].merge.n_tensors == 0);
+    CHECK(report->documents[0].planned_tensors > 0);
+    CHECK(report->documents[0].planned_bytes > 0);
     CHECK(report->documents[0].files.empty());
   }
   SECTION("several documents: later ones wait for their intermediates") {
