@@ -199,9 +199,32 @@ Result<std::vector<size_t>> MergeOrder(const RecipeFile& file) {
       }
     }
     if (!progressed) {
+      // Drop the documents that only wait for the cycle (nothing left
+      // depends on them); what remains is on a cycle or between two.
+      std::vector<bool> in_cycle(n);
+      for (size_t i = 0; i < n; ++i) in_cycle[i] = !done[i];
+      for (bool pruned = true; pruned;) {
+        pruned = false;
+        for (size_t i = 0; i < n; ++i) {
+          if (!in_cycle[i]) continue;
+          bool needed = false;
+          for (size_t j = 0; j < n && !needed; ++j) {
+            const auto& deps = file.documents[j].depends_on;
+            needed = in_cycle[j] && std::find(deps.begin(), deps.end(), i) != deps.end();
+          }
+          if (!needed) {
+            in_cycle[i] = false;
+            pruned = true;
+          }
+        }
+      }
       std::string names;
       for (size_t i = 0; i < n; ++i) {
-        if (!done[i]) names += (names.empty() ? "" : ", ") + Quote(file.documents[i].name);
+        if (!in_cycle[i]) continue;
+        const Recipe& doc = file.documents[i];
+        names += (names.empty() ? "" : ", ") +
+                 (doc.name.empty() ? std::string("the final document") : Quote(doc.name)) +
+                 " (line " + std::to_string(doc.first_line) + ")";
       }
       return Status::InvalidArgument(file.path + ": documents " + names +
                                      " refer to each other in a cycle; an intermediate merge "

@@ -626,6 +626,18 @@ TEST_CASE("error: documents that depend on each other", "[merge][recipe]") {
   }
 }
 
+TEST_CASE("error: a cycle names only the documents on it, with their lines", "[merge][recipe]") {
+  const std::string text =
+      "name: a\nmerge_method: passthrough\nmodels: [{model: b}]\n---\n"
+      "name: b\nmerge_method: passthrough\nmodels: [{model: a}]\n---\n"
+      "merge_method: passthrough\nmodels: [{model: a}]\n";
+  formats::Result<RecipeFile> parsed = ParseRecipeText(text, "recipe.yaml");
+  REQUIRE(!parsed.ok());
+  CHECK_THAT(parsed.status().message(),
+             Catch::Contains("documents `a` (line 1), `b` (line 5) refer to each other"));
+  CHECK_THAT(parsed.status().message(), !Catch::Contains("final document"));
+}
+
 TEST_CASE("error: a parameter that is not a number", "[merge][recipe]") {
   ExpectInvalid("merge_method: linear\nmodels: [{model: a}]\nparameters:\n  weight: half\n", 4,
                 "parameter `weight` must be a number, got 'half'");
