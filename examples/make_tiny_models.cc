@@ -94,6 +94,11 @@ int main(int argc, char** argv) {
   app.add_option("--ft-scale", o.finetune_scale, "Std of the fine-tune deltas (default 0.002)");
   app.add_flag("--tied", tied, "Tie lm_head to embed_tokens (gemma always is)");
   app.add_flag("--untied", untied, "Write lm_head.weight (ignored for gemma)")->excludes("--tied");
+  int lora_rank = 0;
+  app.add_option("--lora-rank", lora_rank,
+                 "Also write <family>-lora: a PEFT LoRA adapter of this rank for the base "
+                 "(q_proj and v_proj, alpha = 2 x rank)")
+      ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
 
   uint64_t max_shard_bytes = alloy::formats::kDefaultMaxShardBytes;
@@ -124,6 +129,17 @@ int main(int argc, char** argv) {
       std::printf("wrote %s/%s: %zu tensors, %s %s in %zu file(s), %.2f s\n", out_dir.c_str(),
                   name.c_str(), stats.n_tensors, HumanBytes(stats.n_bytes).c_str(),
                   dtype_name.c_str(), stats.n_files, took.count());
+    }
+    if (lora_rank > 0) {
+      spec.model_index = 0;
+      ex::TinyLoraSpec lora;
+      lora.rank = lora_rank;
+      lora.alpha = 2.0 * lora_rank;
+      const std::string name = std::string(ex::FamilyName(family)) + "-lora";
+      auto status = ex::WriteTinyLoraAdapter(spec, lora, out_dir + "/" + name);
+      if (!status.ok()) return Fail(name, status, 1);
+      std::printf("wrote %s/%s: LoRA adapter, rank %d, q_proj and v_proj\n", out_dir.c_str(),
+                  name.c_str(), lora_rank);
     }
   }
   return 0;

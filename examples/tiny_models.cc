@@ -3,11 +3,16 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <span>
 
+#include "formats/file_util.h"
+#include "formats/safetensors_writer.h"
 #include "kernels/convert.h"
 #include "kernels/parallel.h"
+#include "kernels/random.h"
 
 namespace alloy::examples {
 namespace {
@@ -432,6 +437,92 @@ Status WriteTinyModel(const TinyModelSpec& spec, const std::string& out_dir,
     for (const TensorInfo& info : tensors) stats->n_bytes += info.nbytes;
   }
   return Status::OK();
+}
+
+// ---- LoRA adapters ----
+
+Result<std::vector<TensorInfo>> TinyLoraTensors(const TinyModelSpec& base,
+                                                const TinyLoraSpec& lora) {
+  if (lora.rank <= 0) return Status::InvalidArgument("LoRA rank must be positive");
+  if (lora.dtype != DType::kF32 && lora.dtype != DType::kBF16) {
+    return Status::InvalidArgument("LoRA factors are written as F32 or BF16");
+  }
+  ALLOY_ASSIGN_OR_RETURN(std::vector<TensorInfo> tensors, TinyModelTensors(base));
+  std::vector<TensorInfo> out;
+  auto add = [&](const std::string& name, std::vector<int64_t> shape) -> Status {
+    ALLOY_ASSIGN_OR_RETURN(TensorInfo info, formats::MakeTensorInfo(name, lora.dtype, shape));
+    out.push_back(std::move(info));
+    return Status::OK();
+  };
+  for (const TensorInfo& t : tensors) {
+    const std::string& name = t.name;
+    constexpr std::string_view kWeight = ".weight";
+    if (t.shape.size() != 2 || name.size() <= kWeight.size() ||
+        name.compare(name.size() - kWeight.size(), kWeight.size(), kWeight) != 0) {
+      continue;
+    }
+    const std::string module = name.substr(0, name.size() - kWeight.size());
+    const std::string key = "base_model.model." + module;
+    if (lora.embeddings && module == "model.embed_tokens") {
+      ALLOY_RETURN_IF_ERROR(add(key + ".lora_embedding_A", {lora.rank, t.shape[0]}));
+      ALLOY_RETURN_IF_ERROR(add(key + ".lora_embedding_B", {t.shape[1], lora.rank}));
+      continue;
+    }
+    if (module.find(".layers.") == std::string::npos) continue;
+    const bool targeted = std::any_of(
+        lora.target_modules.begin(), lora.target_modules.end(), [&](const std::string& m) {
+          return module.size() > m.size() &&
+                 module.compare(module.size() - m.size() - 1, m.size() + 1, "." + m) == 0;
+        });
+    if (!targeted) continue;
+    ALLOY_RETURN_IF_ERROR(add(key + ".lora_A.weight", {lora.rank, t.shape[1]}));
+    ALLOY_RETURN_IF_ERROR(add(key + ".lora_B.weight", {t.shape[0], lora.rank}));
+  }
+  if (out.empty()) return Status::InvalidArgument("no tensor of the model matches target_modules");
+  return out;
+}
+
+float TinyLoraValue(const TinyLoraSpec& lora, std::string_view name, uint64_t element) {
+  // U(−a, a) has standard deviation a/√3.
+  const double u = kernels::Uniform(lora.seed, kernels::HashName(name), 0, element);
+  return static_cast<float>((2.0 * u - 1.0) * lora.std * std::sqrt(3.0));
+}
+
+Status WriteTinyLoraAdapter(const TinyModelSpec& base, const TinyLoraSpec& lora,
+                            const std::string& out_dir) {
+  ALLOY_ASSIGN_OR_RETURN(std::vector<TensorInfo> tensors, TinyLoraTensors(base, lora));
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  if (ec) return formats::ErrnoStatus("create directory", out_dir, ec.value());
+  auto sink = formats::MakeSafetensorsWriter(out_dir + "/adapter_model.safetensors");
+  ALLOY_RETURN_IF_ERROR(sink->Begin(tensors, {{"format", "pt"}}));
+  for (size_t idx = 0; idx < tensors.size(); ++idx) {
+    const TensorInfo& t = tensors[idx];
+    std::vector<float> values(t.numel());
+    for (uint64_t i = 0; i < values.size(); ++i) values[i] = TinyLoraValue(lora, t.name, i);
+    std::vector<uint8_t> bytes(t.nbytes);
+    if (lora.dtype == DType::kF32) {
+      std::memcpy(bytes.data(), values.data(), bytes.size());
+    } else {
+      kernels::EncodeBf16(values, std::span<uint16_t>(reinterpret_cast<uint16_t*>(bytes.data()),
+                                                      values.size()),
+                          nullptr);
+    }
+    ALLOY_RETURN_IF_ERROR(sink->WriteAt(idx, 0, bytes));
+  }
+  ALLOY_RETURN_IF_ERROR(sink->Finish());
+  nlohmann::json config = {{"peft_type", "LORA"},
+                           {"task_type", "CAUSAL_LM"},
+                           {"base_model_name_or_path", "tiny-" + std::string(FamilyName(base.family))},
+                           {"r", lora.rank},
+                           {"lora_alpha", lora.alpha},
+                           {"use_rslora", lora.use_rslora},
+                           {"target_modules", lora.target_modules},
+                           {"fan_in_fan_out", false},
+                           {"bias", "none"},
+                           {"modules_to_save", nullptr}};
+  return formats::WriteWholeFile(out_dir + "/adapter_config.json", config.dump(2) + "\n",
+                                 /*fsync=*/false);
 }
 
 }  // namespace alloy::examples

@@ -85,4 +85,32 @@ struct TinyModelStats {
 formats::Status WriteTinyModel(const TinyModelSpec& spec, const std::string& out_dir,
                                TinyModelStats* stats = nullptr);
 
+// A PEFT LoRA adapter for a tiny model (methods-beyond.md §1): factors
+// lora_A [r, in] and lora_B [out, r] for every 2-D layer weight whose module
+// name ends with one of `target_modules`, and lora_embedding_A/B for
+// model.embed_tokens when `embeddings`. Values are ~U(−a, a) with standard
+// deviation `std`, from the counter-based hash of (seed, tensor name,
+// element), so B is non-zero and the delta is real.
+struct TinyLoraSpec {
+  int64_t rank = 4;
+  double alpha = 8.0;
+  bool use_rslora = false;
+  std::vector<std::string> target_modules = {"q_proj", "v_proj"};
+  bool embeddings = false;
+  formats::DType dtype = formats::DType::kF32;  // kF32 or kBF16
+  uint64_t seed = 1;
+  double std = 0.05;
+};
+
+// The adapter's tensors (PEFT key names), in file order.
+formats::Result<std::vector<formats::TensorInfo>> TinyLoraTensors(const TinyModelSpec& base,
+                                                                  const TinyLoraSpec& lora);
+// The float32 value of element `element` of adapter tensor `name`, before
+// rounding to lora.dtype.
+float TinyLoraValue(const TinyLoraSpec& lora, std::string_view name, uint64_t element);
+// Writes adapter_config.json and adapter_model.safetensors into `out_dir`
+// (created; the safetensors file is replaced atomically).
+formats::Status WriteTinyLoraAdapter(const TinyModelSpec& base, const TinyLoraSpec& lora,
+                                     const std::string& out_dir);
+
 }  // namespace alloy::examples

@@ -4,9 +4,11 @@
 #include <system_error>
 
 #include "formats/file_util.h"
+#include "formats/lora_adapter.h"
 #include "formats/json_strict.h"
 #include "formats/model_dir.h"
 #include "formats/model_ref.h"
+#include "merge/lora_source.h"
 
 namespace alloy::merge {
 
@@ -14,22 +16,20 @@ DiskModelOpener::DiskModelOpener(std::vector<std::pair<std::string, std::string>
                                  formats::FileAccess access)
     : path_map_(std::move(path_map)), access_(access) {}
 
-formats::Result<OpenedModel> DiskModelOpener::Open(const ModelRef& original) {
-  ModelRef ref = original;
-  ApplyPathMap(ref, path_map_);
-  if (ref.has_lora()) {
-    return formats::Status::Unsupported("LoRA references (`model+lora`) are not supported yet");
-  }
-  // As mergekit: a path that exists on disk is used as is, and a revision
-  // only selects what to fetch for a hub id.
-  std::string spelled = ref.path;
-  if (!ref.revision.empty()) {
+// `path` (with `revision`) as a canonical local path: an existing path as is
+// (a revision is then ignored, with a warning, as in mergekit), else a hub id
+// from the local cache.
+formats::Result<std::string> DiskModelOpener::Resolve(const std::string& path,
+                                                      const std::string& revision,
+                                                      const std::string& text) {
+  std::string spelled = path;
+  if (!revision.empty()) {
     std::error_code exists_ec;
-    if (std::filesystem::exists(ref.path, exists_ec)) {
-      warnings_.push_back("model '" + original.text + "': revision '" + ref.revision +
-                          "' is ignored for the local path " + ref.path);
+    if (std::filesystem::exists(path, exists_ec)) {
+      warnings_.push_back("model '" + text + "': revision '" + revision +
+                          "' is ignored for the local path " + path);
     } else {
-      spelled += "@" + ref.revision;
+      spelled += "@" + revision;
     }
   }
   ALLOY_ASSIGN_OR_RETURN(std::string resolved, formats::ResolveModelReference(spelled));
@@ -37,25 +37,47 @@ formats::Result<OpenedModel> DiskModelOpener::Open(const ModelRef& original) {
   // symlink to it are one model.
   std::error_code ec;
   std::filesystem::path canonical = std::filesystem::canonical(resolved, ec);
-  const std::string key = ec ? resolved : canonical.string();
-  auto it = by_path_.find(key);
+  return ec ? resolved : canonical.string();
+}
+
+formats::Result<OpenedModel> DiskModelOpener::Open(const ModelRef& original) {
+  ModelRef ref = original;
+  ApplyPathMap(ref, path_map_);
+  ALLOY_ASSIGN_OR_RETURN(const std::string key, Resolve(ref.path, ref.revision, original.text));
+  std::string lora_key;
+  if (ref.has_lora()) {
+    ALLOY_ASSIGN_OR_RETURN(lora_key, Resolve(ref.lora_path, ref.lora_revision, original.text));
+  }
+  // A model with an adapter is another model than the bare one.
+  const std::string identity = lora_key.empty() ? key : key + "+" + lora_key;
+  auto it = by_path_.find(identity);
   if (it != by_path_.end()) return WithArchitecture(it->second.opened, ref);
 
   ALLOY_ASSIGN_OR_RETURN(std::unique_ptr<formats::TensorSource> source,
                          formats::OpenModel(key, access_, &warnings_));
+  if (!lora_key.empty()) {
+    auto adapter = formats::LoraAdapter::Open(lora_key, access_);
+    if (!adapter.ok()) return adapter.status().WithContext("LoRA '" + ref.lora_path + "'");
+    ALLOY_ASSIGN_OR_RETURN(source, ApplyLora(std::move(source), std::move(*adapter)));
+  }
   OpenedModel opened;
   opened.source = source.get();
   opened.path = key;
   opened.directory = formats::ModelDirectoryOf(key);
+  opened.identity = identity;
   const std::string config_path = opened.directory + "/config.json";
   if (formats::IsRegularFile(config_path)) {
     ALLOY_ASSIGN_OR_RETURN(std::string text, formats::ReadSmallFile(config_path));
     ALLOY_ASSIGN_OR_RETURN(opened.config, formats::ParseStrictJson(text, config_path));
   }
-  Entry& entry = by_path_[key];
+  Entry& entry = by_path_[identity];
   entry.source = std::move(source);
   entry.opened = opened;
   return WithArchitecture(opened, ref);
+}
+
+ModelOpener DiskModelOpener::AsOpener() {
+  return [this](const ModelRef& ref) { return Open(ref); };
 }
 
 // The dict form's `override_architecture` replaces config.json's
@@ -70,10 +92,6 @@ formats::Result<OpenedModel> DiskModelOpener::WithArchitecture(OpenedModel opene
   }
   opened.config["architectures"] = nlohmann::json::array({ref.override_architecture});
   return opened;
-}
-
-ModelOpener DiskModelOpener::AsOpener() {
-  return [this](const ModelRef& ref) { return Open(ref); };
 }
 
 }  // namespace alloy::merge

@@ -29,8 +29,10 @@ class DiskModelOpener {
   // canonical directory. A revision on a path that exists locally is ignored
   // with a warning (as mergekit); `override_architecture` replaces the
   // config's `architectures`. Fails with kNotFound (no such path or hub cache
-  // entry), kCorrupt (weights or config.json), kUnsupported (LoRA, layouts
-  // OpenModel refuses), kIoError.
+  // entry), kCorrupt (weights, config.json or adapter), kUnsupported (layouts
+  // OpenModel refuses, adapters alloy cannot apply), kInvalidArgument (an
+  // adapter that does not fit the model), kIoError. `model+lora` opens the
+  // model with the adapter applied while streaming (merge/lora_source.h).
   formats::Result<OpenedModel> Open(const ModelRef& ref);
 
   // A ModelOpener bound to this object. REQUIRES: the opener outlives it.
@@ -40,6 +42,8 @@ class DiskModelOpener {
   const std::vector<std::string>& warnings() const { return warnings_; }
 
  private:
+  formats::Result<std::string> Resolve(const std::string& path, const std::string& revision,
+                                       const std::string& text);
   static formats::Result<OpenedModel> WithArchitecture(OpenedModel opened, const ModelRef& ref);
 
   struct Entry {
@@ -48,7 +52,7 @@ class DiskModelOpener {
   };
   std::vector<std::pair<std::string, std::string>> path_map_;
   formats::FileAccess access_;
-  std::map<std::string, Entry> by_path_;  // canonical path → model
+  std::map<std::string, Entry> by_path_;  // identity → model
   std::vector<std::string> warnings_;
 };
 

@@ -13,15 +13,16 @@ namespace plan_internal {
 
 using formats::Status;
 
+namespace {
+
+std::string IdentityOf(const OpenedModel& m) { return m.identity.empty() ? m.directory : m.identity; }
+
+}  // namespace
+
 formats::Result<OpenedModel> Planner::Open(const ModelRef& ref) {
   const std::string key = ModelKey(ref);
   auto it = opened_by_key_.find(key);
   if (it != opened_by_key_.end()) return it->second;
-  if (ref.has_lora()) {
-    return Status::Unsupported(Where(ref.line) + "model " + Quote(ref.text) +
-                               ": LoRA references (`model+lora`) are not supported by the "
-                               "planner yet; merge the adapter first");
-  }
   formats::Result<OpenedModel> opened = inputs_.open(ref);
   if (!opened.ok()) {
     return opened.status().WithContext(Where(ref.line) + "model " + Quote(ref.text));
@@ -33,12 +34,13 @@ formats::Result<OpenedModel> Planner::Open(const ModelRef& ref) {
 
 formats::Result<size_t> Planner::Intern(const ModelRef& ref, const OpenedModel& opened) {
   for (size_t model_idx = 0; model_idx < plan_.models.size(); ++model_idx) {
-    if (plan_.models[model_idx].directory == opened.directory) return model_idx;
+    if (plan_.models[model_idx].identity == IdentityOf(opened)) return model_idx;
   }
   PlannedModel model;
   model.ref = ref;
   model.path = opened.path;
   model.directory = opened.directory;
+  model.identity = IdentityOf(opened);
   ALLOY_ASSIGN_OR_RETURN(ModelLayout layout,
                          plan_internal::InferLayout(*opened.source, opened.config, ref.text));
   model.num_layers = layout.num_layers;
@@ -89,7 +91,7 @@ formats::Result<std::optional<size_t>> Planner::FindBase(const ModelRef& base,
     return opened.status();
   }
   for (size_t source_idx = 0; source_idx < slice.sources.size(); ++source_idx) {
-    if (plan_.models[slice.sources[source_idx].model].directory == opened->directory) {
+    if (plan_.models[slice.sources[source_idx].model].identity == IdentityOf(*opened)) {
       return std::optional<size_t>(source_idx);
     }
   }

@@ -36,7 +36,8 @@ using ParamValues = std::map<std::string, double, std::less<>>;
 struct PlannedModel {
   ModelRef ref;           // the first spelling in recipe order
   std::string path;       // what was opened (directory or .safetensors file)
-  std::string directory;  // identity; config.json and tokenizer files live here
+  std::string directory;  // config.json and tokenizer files live here
+  std::string identity;   // OpenedModel::identity (Decision (h))
   bool is_base = false;   // the recipe's base_model
   int64_t num_layers = 0;
   std::string architecture;                            // config.json architectures[0], or ""
@@ -98,8 +99,11 @@ struct MergePlan {
 struct OpenedModel {
   formats::TensorSource* source = nullptr;  // not owned; must outlive the plan call
   std::string path;                         // what was opened
-  std::string directory;                    // identity (Decision (h))
+  std::string directory;                    // config.json and tokenizer files live here
   nlohmann::json config;                    // config.json, or null
+  // Decision (h): models with one identity are one model. The canonical
+  // path, plus "+<adapter path>" for `model+lora`; "" means `directory`.
+  std::string identity;
 };
 
 using ModelOpener = std::function<formats::Result<OpenedModel>(const ModelRef&)>;

@@ -137,18 +137,28 @@ struct StandIns {
 
   StandIns(examples::Family f, int64_t n) : family(f), num_layers(n) {}
 
+  // The spec of stand-in number `index` (0 = the family's base).
+  examples::TinyModelSpec Spec(int index) const {
+    examples::TinyModelSpec spec = *examples::TinyModelPreset("tiny", family);
+    spec.hidden_size = 16;
+    spec.intermediate_size = 32;
+    spec.vocab_size = 64;
+    spec.num_layers = num_layers;
+    spec.model_index = index;
+    return spec;
+  }
+
   // The stand-in directory of `ref`, written on first use (model_index =
   // order of first use, so the first model is the "base" of the family).
+  // A `model+lora` reference shares the bare model's stand-in.
   formats::Result<std::string> DirFor(const ModelRef& ref) {
-    const std::string key = ModelKey(ref);
+    ModelRef bare = ref;
+    bare.lora_path.clear();
+    bare.lora_revision.clear();
+    const std::string key = ModelKey(bare);
     auto it = dirs.find(key);
     if (it == dirs.end()) {
-      examples::TinyModelSpec spec = *examples::TinyModelPreset("tiny", family);
-      spec.hidden_size = 16;
-      spec.intermediate_size = 32;
-      spec.vocab_size = 64;
-      spec.num_layers = num_layers;
-      spec.model_index = static_cast<int>(dirs.size());
+      const examples::TinyModelSpec spec = Spec(static_cast<int>(dirs.size()));
       const std::string path = dir.Join("m" + std::to_string(dirs.size()));
       ALLOY_RETURN_IF_ERROR(examples::WriteTinyModel(spec, path));
       it = dirs.emplace(key, path).first;

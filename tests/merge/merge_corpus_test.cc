@@ -298,32 +298,63 @@ TEST_CASE("merge corpus: the multi-document megamerge runs through its intermedi
 
 // A LoRA reference (`model+lora`, as the commented-out line of recipe 17
 // tries) is refused as unsupported, naming the recipe line, before writing.
-TEST_CASE("merge corpus: a LoRA model reference is refused as unsupported", "[merge][corpus]") {
+// 10-ties-neuralpipe-7b.yaml with `+Doctor-Shotgun/limarpv3-lora` added to
+// one model, the adapter standing in as a tiny PEFT adapter: the merge runs,
+// and exactly the adapted tensors (q_proj, v_proj) change.
+TEST_CASE("merge corpus: a LoRA model reference is applied while streaming", "[merge][corpus]") {
   const std::string file =
       std::string(corpus::kRecipesDir) + "/real-world/10-ties-neuralpipe-7b.yaml";
   REQUIRE(fs::exists(file));
-  std::string text = testing::ReadFileBytes(file);
+  const std::string plain = testing::ReadFileBytes(file);
   const std::string model = "mlabonne/NeuralHermes-2.5-Mistral-7B";
-  const size_t pos = text.find("- model: " + model);
+  const size_t pos = plain.find("- model: " + model);
   REQUIRE(pos != std::string::npos);
-  text.insert(pos + 9 + model.size(), "+Doctor-Shotgun/limarpv3-lora");
+  std::string with_lora = plain;
+  with_lora.insert(pos + 9 + model.size(), "+Doctor-Shotgun/limarpv3-lora");
   testing::TempDir dir;
-  const std::string recipe = dir.Join("10-lora.yaml");
-  testing::WriteFileBytes(recipe, text);
-  formats::Result<RecipeFile> parsed = ParseRecipeFile(recipe);
-  INFO(parsed.status().ToString());
-  REQUIRE(parsed.ok());
   StandIns stand_ins(examples::Family::kMistral, 2);
-  auto path_map = stand_ins.PathMap(*parsed);
-  REQUIRE(path_map.ok());
-  MergeJobOptions job;
-  job.path_map = *path_map;
-  auto report = RunMergeFile(recipe, dir.Join("out"), job);
-  REQUIRE_FALSE(report.ok());
-  CHECK(report.status().code() == ErrorCode::kUnsupported);
-  CHECK_THAT(report.status().message(),
-             Catch::Contains("LoRA") && Catch::Contains("10-lora.yaml:"));
-  CHECK_FALSE(fs::exists(dir.Join("out")));
+
+  std::map<std::string, std::string> outputs[2];
+  for (int lora = 0; lora < 2; ++lora) {
+    const std::string recipe = dir.Join(lora ? "lora.yaml" : "plain.yaml");
+    testing::WriteFileBytes(recipe, lora ? with_lora : plain);
+    formats::Result<RecipeFile> parsed = ParseRecipeFile(recipe);
+    INFO(parsed.status().ToString());
+    REQUIRE(parsed.ok());
+    auto path_map = stand_ins.PathMap(*parsed);
+    REQUIRE(path_map.ok());
+    MergeJobOptions job;
+    job.path_map = *path_map;
+    if (lora) {
+      const std::string adapter = dir.Join("limarp-lora");
+      REQUIRE(examples::WriteTinyLoraAdapter(stand_ins.Spec(0), examples::TinyLoraSpec{}, adapter)
+                  .ok());
+      job.path_map.emplace_back("Doctor-Shotgun/limarpv3-lora", adapter);
+    }
+    const std::string out = dir.Join(lora ? "out-lora" : "out-plain");
+    auto report = RunMergeFile(recipe, out, job);
+    INFO(report.status().ToString());
+    REQUIRE(report.ok());
+    auto source = formats::OpenModel(out);
+    REQUIRE(source.ok());
+    for (const formats::TensorInfo& info : (*source)->tensors()) {
+      std::string bytes(info.nbytes, '\0');
+      REQUIRE((*source)->Read(info, 0, std::span<uint8_t>(reinterpret_cast<uint8_t*>(bytes.data()),
+                                                           bytes.size()))
+                  .ok());
+      outputs[lora][info.name] = bytes;
+    }
+  }
+  REQUIRE(outputs[0].size() == outputs[1].size());
+  size_t changed = 0;
+  for (const auto& [name, bytes] : outputs[0]) {
+    const bool adapted = name.find("q_proj") != std::string::npos ||
+                         name.find("v_proj") != std::string::npos;
+    CAPTURE(name);
+    CHECK((outputs[1][name] != bytes) == adapted);
+    changed += outputs[1][name] != bytes;
+  }
+  CHECK(changed == 4);  // q_proj and v_proj of 2 layers
 }
 
 }  // namespace

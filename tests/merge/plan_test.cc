@@ -553,7 +553,7 @@ struct FakeModels {
     inputs.open = [this](const ModelRef& ref) -> formats::Result<OpenedModel> {
       auto it = sources.find(ref.path);
       if (it == sources.end()) return formats::Status::NotFound("no model " + ref.path);
-      return OpenedModel{it->second.get(), ref.path, ref.path, configs[ref.path]};
+      return OpenedModel{it->second.get(), ref.path, ref.path, configs[ref.path], ""};
     };
     return PlanMerge(parsed->documents.back(), inputs);
   }

@@ -1,0 +1,248 @@
+#include "formats/lora_adapter.h"
+
+#include <cmath>
+#include <optional>
+#include <regex>
+
+#include "formats/dtype.h"
+#include "formats/file_util.h"
+#include "formats/json_strict.h"
+#include "formats/safetensors_reader.h"
+
+namespace alloy::formats {
+namespace {
+
+constexpr std::string_view kPrefix = "base_model.model.";
+
+// The factors found for one module, in adapter file order.
+struct Parts {
+  const TensorInfo* a = nullptr;
+  const TensorInfo* b = nullptr;
+  const TensorInfo* bias = nullptr;
+  bool embedding = false;
+};
+
+bool EndsWith(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+// A boolean field (absent or null: `fallback`).
+Result<bool> Bool(const nlohmann::json& config, const char* key, bool fallback,
+                  const std::string& where) {
+  if (!config.contains(key) || config[key].is_null()) return fallback;
+  if (!config[key].is_boolean()) {
+    return Status::Corrupt(where + ": `" + key + "` must be true or false");
+  }
+  return config[key].get<bool>();
+}
+
+// The value of the first key k of `patterns` (file order) for which
+// (.*\.)?(k) matches the whole module name (PEFT's get_pattern_key), if any.
+Result<std::optional<double>> PatternValue(const nlohmann::ordered_json& patterns,
+                                           const std::string& module, const char* field,
+                                           const std::string& where) {
+  if (!patterns.is_object()) return std::optional<double>();
+  for (const auto& [key, value] : patterns.items()) {
+    std::regex re;
+    try {
+      re = std::regex("(.*\\.)?(" + key + ")");
+    } catch (const std::regex_error&) {
+      return Status::Corrupt(where + ": `" + field + "` key '" + key + "' is not a valid regex");
+    }
+    if (!std::regex_match(module, re)) continue;
+    if (!value.is_number()) {
+      return Status::Corrupt(where + ": `" + field + "` value for '" + key + "' must be a number");
+    }
+    return std::optional<double>(value.get<double>());
+  }
+  return std::optional<double>();
+}
+
+std::string ShapeOf(const TensorInfo* t) { return ShapeString(t->shape); }
+
+}  // namespace
+
+Result<std::unique_ptr<LoraAdapter>> LoraAdapter::Open(const std::string& dir, FileAccess access) {
+  const std::string config_path = dir + "/adapter_config.json";
+  if (!IsRegularFile(config_path)) {
+    return Status::NotFound(dir + ": no adapter_config.json; a PEFT LoRA adapter directory holds "
+                                  "adapter_config.json and adapter_model.safetensors");
+  }
+  ALLOY_ASSIGN_OR_RETURN(std::string text, ReadSmallFile(config_path));
+  ALLOY_ASSIGN_OR_RETURN(nlohmann::json config, ParseStrictJson(text, config_path));
+  if (!config.is_object()) return Status::Corrupt(config_path + ": not a JSON object");
+  // Key order matters for rank_pattern and alpha_pattern (first match wins);
+  // the strict parse above already refused duplicates.
+  const nlohmann::ordered_json ordered = nlohmann::ordered_json::parse(text);
+
+  auto adapter = std::unique_ptr<LoraAdapter>(new LoraAdapter());
+  adapter->directory_ = dir;
+  if (!config.contains("peft_type") || !config["peft_type"].is_string()) {
+    return Status::Corrupt(config_path + ": `peft_type` is missing (PEFT writes \"LORA\")");
+  }
+  const std::string peft_type = config["peft_type"].get<std::string>();
+  if (peft_type != "LORA") {
+    return Status::Unsupported(config_path + ": peft_type '" + peft_type +
+                               "' is not LoRA; alloy applies LoRA adapters only");
+  }
+  if (config.contains("r") && !config["r"].is_null()) {
+    if (!config["r"].is_number_integer() || config["r"].get<int64_t>() <= 0) {
+      return Status::Corrupt(config_path + ": `r` must be a positive integer");
+    }
+    adapter->default_rank_ = config["r"].get<int64_t>();
+  }
+  if (config.contains("lora_alpha") && !config["lora_alpha"].is_null()) {
+    if (!config["lora_alpha"].is_number()) {
+      return Status::Corrupt(config_path + ": `lora_alpha` must be a number");
+    }
+    adapter->default_alpha_ = config["lora_alpha"].get<double>();
+  }
+  ALLOY_ASSIGN_OR_RETURN(adapter->use_rslora_, Bool(config, "use_rslora", false, config_path));
+  ALLOY_ASSIGN_OR_RETURN(const bool fan_in_fan_out,
+                         Bool(config, "fan_in_fan_out", false, config_path));
+  ALLOY_ASSIGN_OR_RETURN(const bool use_dora, Bool(config, "use_dora", false, config_path));
+  if (use_dora) {
+    return Status::Unsupported(config_path + ": DoRA adapters (`use_dora: true`) are not "
+                                             "supported yet");
+  }
+  if (config.contains("layer_replication") && !config["layer_replication"].is_null() &&
+      !config["layer_replication"].empty()) {
+    return Status::Unsupported(config_path + ": `layer_replication` (PEFT depth up-scaling) "
+                                             "cannot be applied as a delta");
+  }
+  if (config.contains("init_lora_weights") && config["init_lora_weights"].is_string()) {
+    const std::string init = config["init_lora_weights"].get<std::string>();
+    for (const char* mutating : {"pissa", "olora", "corda", "loftq"}) {
+      if (init.rfind(mutating, 0) == 0) {
+        return Status::Unsupported(
+            config_path + ": init_lora_weights '" + init +
+            "' changed the base weights when training started, so this adapter is not a delta "
+            "on the original base; convert it with PEFT first (path_initial_model_for_weight_"
+            "conversion)");
+      }
+    }
+  }
+  if (config.contains("base_model_name_or_path") && config["base_model_name_or_path"].is_string()) {
+    adapter->base_model_ = config["base_model_name_or_path"].get<std::string>();
+  }
+
+  const std::string weights = dir + "/adapter_model.safetensors";
+  if (!IsRegularFile(weights)) {
+    if (IsRegularFile(dir + "/adapter_model.bin")) {
+      return Status::Unsupported(dir + ": adapter_model.bin (a pickle) is not supported yet; "
+                                       "save the adapter with safe_serialization=True");
+    }
+    return Status::NotFound(dir + ": adapter_config.json is there but adapter_model.safetensors "
+                                  "is missing");
+  }
+  ALLOY_ASSIGN_OR_RETURN(adapter->tensors_, OpenSafetensorsFile(weights, access));
+
+  std::vector<std::string> order;  // modules in file order
+  std::map<std::string, Parts> parts;
+  for (const TensorInfo& info : adapter->tensors_->tensors()) {
+    std::string_view name = info.name;
+    if (name.substr(0, kPrefix.size()) != kPrefix) {
+      return Status::Corrupt(weights + ": tensor '" + info.name + "' is not under `" +
+                             std::string(kPrefix) + "`, so it is not a PEFT adapter key");
+    }
+    name.remove_prefix(kPrefix.size());
+    struct Suffix {
+      std::string_view text;
+      int part;  // 0 A, 1 B, 2 bias, 3 embedding A, 4 embedding B
+    };
+    static constexpr Suffix kSuffixes[] = {{".lora_A.weight", 0},    {".lora_B.weight", 1},
+                                           {".lora_B.bias", 2},      {".lora_embedding_A", 3},
+                                           {".lora_embedding_B", 4}};
+    int part = -1;
+    std::string module;
+    for (const Suffix& s : kSuffixes) {
+      if (EndsWith(name, s.text)) {
+        part = s.part;
+        module = std::string(name.substr(0, name.size() - s.text.size()));
+        break;
+      }
+    }
+    if (part < 0) {
+      if (name.find("lora_magnitude_vector") != std::string_view::npos) {
+        return Status::Unsupported(weights + ": tensor '" + info.name +
+                                   "' is a DoRA magnitude; DoRA adapters are not supported yet");
+      }
+      if (name.find(".lora_") != std::string_view::npos) {
+        return Status::Unsupported(weights + ": tensor '" + info.name +
+                                   "' is a LoRA key alloy does not know");
+      }
+      adapter->replacements_.emplace(std::string(name), &info);  // modules_to_save
+      continue;
+    }
+    if (!IsConvertibleFloat(info.dtype)) {
+      return Status::Corrupt(weights + ": tensor '" + info.name + "' has dtype " +
+                             std::string(DTypeName(info.dtype)) + "; LoRA factors are floats");
+    }
+    if (!parts.count(module)) order.push_back(module);
+    Parts& p = parts[module];
+    const TensorInfo** slot = part == 0 || part == 3 ? &p.a : part == 1 || part == 4 ? &p.b : &p.bias;
+    if (*slot != nullptr) {
+      return Status::Corrupt(weights + ": module '" + module + "' has two " +
+                             std::string(kSuffixes[part].text.substr(1)) + " tensors");
+    }
+    *slot = &info;
+    p.embedding = p.embedding || part >= 3;
+  }
+
+  for (const std::string& module : order) {
+    const Parts& p = parts[module];
+    const std::string where = weights + ": module '" + module + "'";
+    if (p.a == nullptr || p.b == nullptr) {
+      return Status::Corrupt(where + " has " +
+                             (p.a   ? "lora_A without lora_B"
+                              : p.b ? "lora_B without lora_A"
+                                    : "lora_B.bias without lora_A and lora_B"));
+    }
+    if (p.a->shape.size() != 2 || p.b->shape.size() != 2 || p.a->shape[0] != p.b->shape[1]) {
+      return Status::Corrupt(where + ": lora_A " + ShapeOf(p.a) + " and lora_B " + ShapeOf(p.b) +
+                             " are not [r, in] and [out, r] of one rank r");
+    }
+    LoraDelta d;
+    d.module = module;
+    d.rank = p.a->shape[0];
+    ALLOY_ASSIGN_OR_RETURN(std::optional<double> r,
+                           PatternValue(ordered.value("rank_pattern", nlohmann::ordered_json()),
+                                        module, "rank_pattern", config_path));
+    const int64_t want_rank = r ? static_cast<int64_t>(*r) : adapter->default_rank_;
+    if (d.rank != want_rank) {
+      return Status::Corrupt(where + ": lora_A has rank " + std::to_string(d.rank) +
+                             " but adapter_config.json says r = " + std::to_string(want_rank));
+    }
+    ALLOY_ASSIGN_OR_RETURN(std::optional<double> alpha,
+                           PatternValue(ordered.value("alpha_pattern", nlohmann::ordered_json()),
+                                        module, "alpha_pattern", config_path));
+    d.alpha = alpha ? *alpha : adapter->default_alpha_;
+    const double denom = adapter->use_rslora_ ? std::sqrt(static_cast<double>(d.rank))
+                                               : static_cast<double>(d.rank);
+    d.scale = d.alpha / denom;
+    d.kind = p.embedding || fan_in_fan_out ? LoraKind::kTransposed : LoraKind::kLinear;
+    d.base_name = module + ".weight";
+    d.a = p.a;
+    d.b = p.b;
+    adapter->deltas_.push_back(d);
+    if (p.bias != nullptr) {
+      if (p.bias->shape.size() != 1 || p.bias->shape[0] != p.b->shape[0]) {
+        return Status::Corrupt(where + ": lora_B.bias " + ShapeOf(p.bias) +
+                               " does not match lora_B's " + std::to_string(p.b->shape[0]) +
+                               " outputs");
+      }
+      LoraDelta bias = d;
+      bias.kind = LoraKind::kBias;
+      bias.base_name = module + ".bias";
+      bias.a = nullptr;
+      bias.b = p.bias;
+      adapter->deltas_.push_back(bias);
+    }
+  }
+  if (adapter->deltas_.empty() && adapter->replacements_.empty()) {
+    return Status::Corrupt(weights + ": the adapter holds no LoRA factors and no saved modules");
+  }
+  return adapter;
+}
+
+}  // namespace alloy::formats

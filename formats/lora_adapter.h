@@ -1,0 +1,83 @@
+// PEFT LoRA adapters (checkpoint-formats.md §6, methods-beyond.md §1): a
+// directory with adapter_config.json and adapter_model.safetensors, validated
+// and resolved into one entry per base tensor the adapter changes.
+//
+// What is refused, with a message naming the file and the field or tensor:
+// a missing or non-LORA `peft_type`; DoRA (`use_dora`, magnitude vectors),
+// `layer_replication`, initialisations that modify the base (`pissa`,
+// `olora`, `corda`, `loftq`) and `adapter_model.bin` (kUnsupported); a factor
+// without its partner, factors whose ranks disagree with each other or with
+// the config's rank for that module, non-float factors, keys outside
+// `base_model.model.` (kCorrupt).
+//
+// Thread safety: immutable after Open; tensors() is a TensorSource (safe to
+// read concurrently).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "formats/byte_source.h"
+#include "formats/status.h"
+#include "formats/tensor_source.h"
+
+namespace alloy::formats {
+
+// How a module's product B·A lands on its base tensor.
+enum class LoraKind : uint8_t {
+  kLinear,          // base [out, in] += s · B·A
+  kTransposed,      // base [in, out] += s · (B·A)ᵀ (fan_in_fan_out, and embeddings)
+  kBias,            // base bias [out] += s · lora_B.bias (lora_bias)
+};
+
+struct LoraDelta {
+  std::string base_name;  // the base tensor, e.g. model.layers.0.self_attn.q_proj.weight
+  std::string module;     // model.layers.0.self_attn.q_proj
+  LoraKind kind = LoraKind::kLinear;
+  const TensorInfo* a = nullptr;     // [r, in] (embedding: [r, num_embeddings]); kBias: null
+  const TensorInfo* b = nullptr;     // [out, r] (embedding: [dim, r]); kBias: the bias [out]
+  int64_t rank = 0;
+  double alpha = 0;
+  double scale = 0;  // alpha / r, or alpha / √r with use_rslora
+};
+
+class LoraAdapter {
+ public:
+  // Opens the adapter in directory `dir`. kNotFound when it has no
+  // adapter_config.json (the message says what a PEFT adapter holds).
+  static Result<std::unique_ptr<LoraAdapter>> Open(const std::string& dir,
+                                                   FileAccess access = FileAccess::kPread);
+
+  const std::string& directory() const { return directory_; }
+  // adapter_model.safetensors.
+  TensorSource& tensors() { return *tensors_; }
+
+  // Deltas in adapter file order, and the full tensors of `modules_to_save`
+  // (base tensor name → the adapter's tensor, which replaces it).
+  const std::vector<LoraDelta>& deltas() const { return deltas_; }
+  const std::map<std::string, const TensorInfo*, std::less<>>& replacements() const {
+    return replacements_;
+  }
+
+  int64_t default_rank() const { return default_rank_; }
+  double default_alpha() const { return default_alpha_; }
+  bool use_rslora() const { return use_rslora_; }
+  // adapter_config.json's base_model_name_or_path, or "".
+  const std::string& base_model() const { return base_model_; }
+
+ private:
+  std::string directory_;
+  std::unique_ptr<TensorSource> tensors_;
+  std::vector<LoraDelta> deltas_;
+  std::map<std::string, const TensorInfo*, std::less<>> replacements_;
+  int64_t default_rank_ = 8;
+  double default_alpha_ = 8;
+  bool use_rslora_ = false;
+  std::string base_model_;
+};
+
+}  // namespace alloy::formats
