@@ -816,6 +816,24 @@ TEST_CASE("fused f64 encoders equal round-to-odd then encode, with stats", "[ker
     CHECK(g16.n_clamped == w16.n_clamped);
     CHECK(g16.n_nan == w16.n_nan);
   }
+  // Every length and start (vector body and scalar tail), with stats.
+  for (size_t len : kLengths) {
+    for (size_t off : kOffsets) {
+      CAPTURE(len, off);
+      const size_t n = std::min(len, pool.size() - off);
+      const std::span<const double> in(pool.data() + off, n);
+      std::vector<float> f(n);
+      NarrowF64RoundToOdd(in, f);
+      std::vector<uint16_t> w(n + 1, 0xA5A5), g(n + 1, 0xA5A5);
+      EncodeStats ws, gs;
+      EncodeBf16(f, std::span<uint16_t>(w.data(), n), &ws);
+      EncodeBf16FromF64(in, std::span<uint16_t>(g.data(), n), &gs);
+      CHECK(g == w);
+      CHECK(gs.n_overflow == ws.n_overflow);
+      CHECK(gs.n_nan == ws.n_nan);
+      CHECK(gs.max_abs_finite == ws.max_abs_finite);
+    }
+  }
   // One rounding: 1 + 2^-8 + 2^-40 is just above the bf16 tie, so it rounds up;
   // rounding first to float32 (RNE) would land on the tie and round to even (1).
   const std::vector<double> tie = {1.0 + std::ldexp(1.0, -8) + std::ldexp(1.0, -40)};
