@@ -72,6 +72,40 @@ void WeightedSumOnBase(std::span<const std::span<const float>> xs, std::span<con
   });
 }
 
+DotSums ComputeDotSums(std::span<const float> a, std::span<const float> b) noexcept {
+  constexpr size_t kLanes = 8;
+  double aa[kLanes] = {}, bb[kLanes] = {}, ab[kLanes] = {};
+  const size_t n = a.size();
+  size_t i = 0;
+  Dispatch([&](auto) ALLOY_LAMBDA_INLINE {
+    const float* __restrict x = a.data();
+    const float* __restrict y = b.data();
+    for (; i + kLanes <= n; i += kLanes) {
+      for (size_t j = 0; j < kLanes; ++j) {
+        const double u = static_cast<double>(x[i + j]);
+        const double v = static_cast<double>(y[i + j]);
+        aa[j] += u * u;
+        bb[j] += v * v;
+        ab[j] += u * v;
+      }
+    }
+  });
+  for (size_t j = 0; i < n; ++i, ++j) {  // the tail continues the lanes
+    const double u = static_cast<double>(a[i]);
+    const double v = static_cast<double>(b[i]);
+    aa[j] += u * u;
+    bb[j] += v * v;
+    ab[j] += u * v;
+  }
+  DotSums sums;
+  for (size_t j = 0; j < kLanes; ++j) {
+    sums.aa += aa[j];
+    sums.bb += bb[j];
+    sums.ab += ab[j];
+  }
+  return sums;
+}
+
 void AddBaseScaled(std::span<const float> base, double lambda, std::span<double> acc) noexcept {
   Dispatch([&](auto) ALLOY_LAMBDA_INLINE {
     const float* __restrict bs = base.data();

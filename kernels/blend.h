@@ -27,6 +27,16 @@ void WeightedSumOnBase(std::span<const std::span<const float>> xs, std::span<con
 // acc[i] = base[i] + lambda · acc[i].
 // REQUIRES: base.size() == acc.size().
 void AddBaseScaled(std::span<const float> base, double lambda, std::span<double> acc) noexcept;
+// Σ a², Σ b² and Σ a·b in float64 (the products of two floats are exact),
+// accumulated in 8 interleaved lanes that are combined in a fixed order: a
+// pure function of the spans, so per-chunk partials combined in chunk order
+// give the same whole-tensor sums at any thread count.
+// REQUIRES: a.size() == b.size().
+struct DotSums {
+  double aa = 0, bb = 0, ab = 0;
+};
+DotSums ComputeDotSums(std::span<const float> a, std::span<const float> b) noexcept;
+
 // out[i] = x[i] − base[i] in float32 (a task vector). out may alias x.
 void Subtract(std::span<const float> x, std::span<const float> base, std::span<float> out) noexcept;
 

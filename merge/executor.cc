@@ -362,7 +362,7 @@ formats::Result<MergeReport> ExecutePlan(const MergePlan& plan,
       infos.push_back(info);
       report.bytes_read += info->nbytes;
     }
-    if (t.copy_only) {
+    if (t.copy_only || (t.nbytes > 0 && method->CopiesInput(t))) {
       ALLOY_RETURN_IF_ERROR(CopyTensor(*srcs[0], *infos[0], sink, idx, shared));
       ++report.n_copied;
     } else if (t.nbytes > 0) {

@@ -118,6 +118,10 @@ class MergeMethod {
   // CheckPlan calls it for every tensor before anything is read or written,
   // so `alloy merge --dry-run` reports these errors too. Accepts by default.
   virtual formats::Status Check(const MergePlan& plan, const PlannedTensor& tensor) const;
+  // True when the output tensor is inputs[0]'s bytes unchanged (same dtype
+  // and shape, nothing computed): the executor then copies them without
+  // decoding, and Merge is not called. False by default.
+  virtual bool CopiesInput(const PlannedTensor& tensor) const;
   // Runs zero or more Scan passes, then exactly one Emit. Called only for
   // tensors Check accepted.
   virtual formats::Status Merge(TensorPass& pass) = 0;

@@ -25,6 +25,11 @@ std::unique_ptr<MergeMethod> MakeSce();
 // ram and ramplus_tl (§1.13); nullptr for other names.
 std::unique_ptr<MergeMethod> MakeRam(std::string_view name);
 
+// slerp (§1.5), nearswap (§1.11), passthrough (§1.14).
+std::unique_ptr<MergeMethod> MakeSlerp();
+std::unique_ptr<MergeMethod> MakeNearswap();
+std::unique_ptr<MergeMethod> MakePassthrough();
+
 // Helpers shared by the methods.
 
 // The value of parameter `name` of a per-model or global parameter map;

@@ -32,6 +32,12 @@ formats::Result<std::unique_ptr<MergeMethod>> MakeMergeMethod(std::string_view n
   std::unique_ptr<MergeMethod> method;
   if (name == "linear") {
     method = methods::MakeLinear();
+  } else if (name == "slerp") {
+    method = methods::MakeSlerp();
+  } else if (name == "nearswap") {
+    method = methods::MakeNearswap();
+  } else if (name == "passthrough") {
+    method = methods::MakePassthrough();
   } else if (name == "sce") {
     method = methods::MakeSce();
   } else if (auto ta = methods::MakeTaskArithmetic(name)) {
@@ -43,7 +49,8 @@ formats::Result<std::unique_ptr<MergeMethod>> MakeMergeMethod(std::string_view n
     return formats::Status::Unsupported(
         "merge method '" + std::string(name) +
         "' is not implemented in alloy yet (available: linear, task_arithmetic, ties, dare_ties, "
-        "dare_linear, breadcrumbs, breadcrumbs_ties, della, della_linear, sce, ram, ramplus_tl)");
+        "dare_linear, breadcrumbs, breadcrumbs_ties, della, della_linear, sce, ram, ramplus_tl, "
+        "slerp, nearswap, passthrough)");
   }
   return method;
 }
@@ -53,6 +60,8 @@ bool HasMergeMethod(std::string_view name) { return MakeMergeMethod(name).ok(); 
 formats::Status MergeMethod::Check(const MergePlan&, const PlannedTensor&) const {
   return formats::Status::OK();
 }
+
+bool MergeMethod::CopiesInput(const PlannedTensor&) const { return false; }
 
 formats::Status CheckPlan(const MergePlan& plan) {
   ALLOY_ASSIGN_OR_RETURN(std::unique_ptr<MergeMethod> method, MakeMergeMethod(plan.method));

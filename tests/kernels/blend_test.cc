@@ -98,5 +98,25 @@ TEST_CASE("elementwise blend helpers equal their scalar loops", "[kernels]") {
   }
 }
 
+TEST_CASE("ComputeDotSums equals its lane contract", "[kernels]") {
+  for (size_t n : kBlendLengths) {
+    CAPTURE(n);
+    const std::vector<float> a = Values(n, 3), b = Values(n, 4);
+    double aa[8] = {}, bb[8] = {}, ab[8] = {};
+    for (size_t i = 0; i < n; ++i) {
+      const double u = a[i], v = b[i];
+      aa[i % 8] += u * u;
+      bb[i % 8] += v * v;
+      ab[i % 8] += u * v;
+    }
+    DotSums want;
+    for (size_t j = 0; j < 8; ++j) want.aa += aa[j], want.bb += bb[j], want.ab += ab[j];
+    const DotSums got = ComputeDotSums(a, b);
+    CHECK(SameBits(got.aa, want.aa));
+    CHECK(SameBits(got.bb, want.bb));
+    CHECK(SameBits(got.ab, want.ab));
+  }
+}
+
 }  // namespace
 }  // namespace alloy::kernels

@@ -37,7 +37,8 @@ using formats::ErrorCode;
 const std::set<std::string>& CoveredMethods() {
   static const std::set<std::string> kMethods = {
       "linear", "task_arithmetic", "ties",         "dare_ties", "dare_linear", "breadcrumbs",
-      "breadcrumbs_ties", "della", "della_linear", "sce",       "ram",         "ramplus_tl"};
+      "breadcrumbs_ties", "della", "della_linear", "sce",       "ram",         "ramplus_tl",
+      "slerp",            "nearswap", "passthrough"};
   return kMethods;
 }
 
@@ -64,7 +65,22 @@ const std::set<std::string>& EndToEndFiles() {
       "real-world/23-dare-ties-lambda-absa.yaml",
       "real-world/27-dare-linear-rescale-false-absa.yaml",
       "real-world/31-della-per-model-epsilon-absa.yaml",
+      "real-world/46-nearswap-absa.yaml",
+      "real-world/47-slerp-gradient-filters-mistral-ft-optimized.yaml",
+      "real-world/48-slerp-lmhead-embed-norm-filters-xwin-mlewd.yaml",
+      "real-world/49-slerp-11b-quoted-local-paths-nyxene-v3.yaml",
+      "real-world/52-slerp-fallback-only-lelantos-maid.yaml",
+      "real-world/53-slerp-solar-10.7b.yaml",
+      "real-world/54-slerp-custom-gradient-flatorcamaid.yaml",
+      "real-world/56-slerp-32pt-multiline-gradient-absa.yaml",
+      "real-world/57-passthrough-9b-neuralpipe.yaml",
+      "real-world/58-passthrough-goliath-style-interleave-rose-20b.yaml",
+      "real-world/60-passthrough-self-merge-103b-aurora-nights.yaml",
+      "real-world/62-passthrough-self-out-of-order-pallas.yaml",
+      "real-world/63-passthrough-layershuffle-utopiaxl.yaml",
       "mergekit-examples/bio-merge.yml",
+      "mergekit-examples/gradient-slerp.yml",
+      "mergekit-examples/orcamini-platy-44layer.yml",
       "mergekit-examples/linear.yml",
       "mergekit-examples/ties.yml",
   };
@@ -236,6 +252,14 @@ TEST_CASE("merge corpus: valid recipes of the implemented methods run end to end
   }
   std::set<std::string> accounted = ran;
   accounted.insert(skipped.begin(), skipped.end());
+  std::string missing, extra;
+  for (const std::string& f : EndToEndFiles()) {
+    if (!accounted.count(f)) missing += " " + f;
+  }
+  for (const std::string& f : accounted) {
+    if (!EndToEndFiles().count(f)) extra += " " + f;
+  }
+  INFO("listed but not run:" << missing << "; run but not listed:" << extra);
   CHECK(accounted == EndToEndFiles());
   if (AllCoveredMethodsLanded()) CHECK(skipped.empty());
 }
