@@ -30,6 +30,12 @@ std::unique_ptr<MergeMethod> MakeSlerp();
 std::unique_ptr<MergeMethod> MakeNearswap();
 std::unique_ptr<MergeMethod> MakePassthrough();
 
+// nuslerp, multislerp, karcher, model_stock (§1.6–§1.9; gram.h).
+std::unique_ptr<MergeMethod> MakeNuslerp();
+std::unique_ptr<MergeMethod> MakeMultislerp();
+std::unique_ptr<MergeMethod> MakeKarcher();
+std::unique_ptr<MergeMethod> MakeModelStock();
+
 // Helpers shared by the methods.
 
 // The value of parameter `name` of a per-model or global parameter map;

@@ -38,6 +38,14 @@ formats::Result<std::unique_ptr<MergeMethod>> MakeMergeMethod(std::string_view n
     method = methods::MakeNearswap();
   } else if (name == "passthrough") {
     method = methods::MakePassthrough();
+  } else if (name == "nuslerp") {
+    method = methods::MakeNuslerp();
+  } else if (name == "multislerp") {
+    method = methods::MakeMultislerp();
+  } else if (name == "karcher") {
+    method = methods::MakeKarcher();
+  } else if (name == "model_stock") {
+    method = methods::MakeModelStock();
   } else if (name == "sce") {
     method = methods::MakeSce();
   } else if (auto ta = methods::MakeTaskArithmetic(name)) {
@@ -50,7 +58,7 @@ formats::Result<std::unique_ptr<MergeMethod>> MakeMergeMethod(std::string_view n
         "merge method '" + std::string(name) +
         "' is not implemented in alloy yet (available: linear, task_arithmetic, ties, dare_ties, "
         "dare_linear, breadcrumbs, breadcrumbs_ties, della, della_linear, sce, ram, ramplus_tl, "
-        "slerp, nearswap, passthrough)");
+        "slerp, nearswap, passthrough, nuslerp, multislerp, karcher, model_stock)");
   }
   return method;
 }

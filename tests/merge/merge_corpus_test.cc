@@ -38,7 +38,8 @@ const std::set<std::string>& CoveredMethods() {
   static const std::set<std::string> kMethods = {
       "linear", "task_arithmetic", "ties",         "dare_ties", "dare_linear", "breadcrumbs",
       "breadcrumbs_ties", "della", "della_linear", "sce",       "ram",         "ramplus_tl",
-      "slerp",            "nearswap", "passthrough"};
+      "slerp",            "nearswap", "passthrough", "nuslerp", "multislerp", "karcher",
+      "model_stock"};
   return kMethods;
 }
 
@@ -65,6 +66,7 @@ const std::set<std::string>& EndToEndFiles() {
       "real-world/23-dare-ties-lambda-absa.yaml",
       "real-world/27-dare-linear-rescale-false-absa.yaml",
       "real-world/31-della-per-model-epsilon-absa.yaml",
+      "real-world/40-nuslerp-absa.yaml",
       "real-world/46-nearswap-absa.yaml",
       "real-world/47-slerp-gradient-filters-mistral-ft-optimized.yaml",
       "real-world/48-slerp-lmhead-embed-norm-filters-xwin-mlewd.yaml",
