@@ -36,6 +36,9 @@ std::unique_ptr<MergeMethod> MakeMultislerp();
 std::unique_ptr<MergeMethod> MakeKarcher();
 std::unique_ptr<MergeMethod> MakeModelStock();
 
+// arcee_fusion (§1.10).
+std::unique_ptr<MergeMethod> MakeArceeFusion();
+
 // Helpers shared by the methods.
 
 // The value of parameter `name` of a per-model or global parameter map;

@@ -46,6 +46,8 @@ formats::Result<std::unique_ptr<MergeMethod>> MakeMergeMethod(std::string_view n
     method = methods::MakeKarcher();
   } else if (name == "model_stock") {
     method = methods::MakeModelStock();
+  } else if (name == "arcee_fusion") {
+    method = methods::MakeArceeFusion();
   } else if (name == "sce") {
     method = methods::MakeSce();
   } else if (auto ta = methods::MakeTaskArithmetic(name)) {
@@ -58,7 +60,7 @@ formats::Result<std::unique_ptr<MergeMethod>> MakeMergeMethod(std::string_view n
         "merge method '" + std::string(name) +
         "' is not implemented in alloy yet (available: linear, task_arithmetic, ties, dare_ties, "
         "dare_linear, breadcrumbs, breadcrumbs_ties, della, della_linear, sce, ram, ramplus_tl, "
-        "slerp, nearswap, passthrough, nuslerp, multislerp, karcher, model_stock)");
+        "slerp, nearswap, passthrough, nuslerp, multislerp, karcher, model_stock, arcee_fusion)");
   }
   return method;
 }

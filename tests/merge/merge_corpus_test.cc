@@ -39,7 +39,7 @@ const std::set<std::string>& CoveredMethods() {
       "linear", "task_arithmetic", "ties",         "dare_ties", "dare_linear", "breadcrumbs",
       "breadcrumbs_ties", "della", "della_linear", "sce",       "ram",         "ramplus_tl",
       "slerp",            "nearswap", "passthrough", "nuslerp", "multislerp", "karcher",
-      "model_stock"};
+      "model_stock",      "arcee_fusion"};
   return kMethods;
 }
 
@@ -67,6 +67,7 @@ const std::set<std::string>& EndToEndFiles() {
       "real-world/27-dare-linear-rescale-false-absa.yaml",
       "real-world/31-della-per-model-epsilon-absa.yaml",
       "real-world/40-nuslerp-absa.yaml",
+      "real-world/45-arcee-fusion-absa.yaml",
       "real-world/46-nearswap-absa.yaml",
       "real-world/47-slerp-gradient-filters-mistral-ft-optimized.yaml",
       "real-world/48-slerp-lmhead-embed-norm-filters-xwin-mlewd.yaml",
@@ -80,6 +81,7 @@ const std::set<std::string>& EndToEndFiles() {
       "real-world/60-passthrough-self-merge-103b-aurora-nights.yaml",
       "real-world/62-passthrough-self-out-of-order-pallas.yaml",
       "real-world/63-passthrough-layershuffle-utopiaxl.yaml",
+      "mergekit-examples/arcee_fusion.yml",
       "mergekit-examples/bio-merge.yml",
       "mergekit-examples/gradient-slerp.yml",
       "mergekit-examples/orcamini-platy-44layer.yml",

@@ -2,6 +2,7 @@
 // directly from mergekit's vector formulas (mergekit-semantics.md §1.6–§1.9)
 // — alloy computes them from Gram matrices, so these check the rewrite.
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -230,6 +231,56 @@ TEST_CASE("model_stock: orthogonal task vectors keep the base, others interpolat
   }
 }
 
+// arcee_fusion's reference: kl per row, imp, exact quartiles, the mask.
+Vec ArceeRef(const Values& b, const Values& f, size_t row) {
+  const size_t n = b.size();
+  std::vector<float> imp(n);
+  for (size_t r0 = 0; r0 < n; r0 += row) {
+    double fm = -INFINITY, bm = -INFINITY, fs = 0, bs = 0, kl = 0;
+    for (size_t j = r0; j < r0 + row; ++j) fm = std::max(fm, double(f[j])), bm = std::max(bm, double(b[j]));
+    for (size_t j = r0; j < r0 + row; ++j) fs += std::exp(f[j] - fm), bs += std::exp(b[j] - bm);
+    for (size_t j = r0; j < r0 + row; ++j) {
+      const double p = std::exp(f[j] - fm) / fs + 1e-8, q = std::exp(b[j] - bm) / bs + 1e-8;
+      kl += p * std::log(p / q);
+    }
+    for (size_t j = r0; j < r0 + row; ++j) imp[j] = std::fabs(f[j] - b[j]) * static_cast<float>(kl);
+  }
+  std::vector<float> sorted = imp;
+  std::sort(sorted.begin(), sorted.end());
+  const float thr = sorted[(n - 1) / 2] + 1.5f * (sorted[3 * (n - 1) / 4] - sorted[(n - 1) / 4]);
+  Vec out(n);
+  for (size_t i = 0; i < n; ++i) out[i] = b[i] + (f[i] - b[i]) * (imp[i] >= thr ? 1.0f : 0.0f);
+  return out;
+}
+
+TEST_CASE("arcee_fusion: KL-weighted importance and an exact quartile threshold",
+          "[merge][arcee_fusion]") {
+  const size_t rows = 50, cols = 40;
+  Values b(rows * cols), f(rows * cols);
+  for (size_t i = 0; i < b.size(); ++i) {
+    b[i] = std::sin(0.37f * float(i));
+    // A few rows change a lot; most change a little.
+    f[i] = b[i] + ((i / cols) % 7 == 0 ? 0.8f : 0.01f) * std::cos(1.3f * float(i));
+  }
+  alloy::testing::TempDir dir;
+  auto got = RunRecipe(dir, "merge_method: arcee_fusion\nbase_model: $D/b\n" +
+                                Models({"b", "f"}, {"", ""}),
+                       {OneTensorModel("b", b, {int64_t(rows), int64_t(cols)}),
+                        OneTensorModel("f", f, {int64_t(rows), int64_t(cols)})});
+  INFO(got.status.ToString());
+  REQUIRE(got.status.ok());
+  const Values& v = got.values.at(kLayerWeight);
+  const Vec want = ArceeRef(b, f, cols);
+  size_t bad = 0, taken = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    bad += v[i] != static_cast<float>(want[i]);
+    taken += v[i] != b[i];
+  }
+  CHECK(bad == 0);
+  CHECK(taken > 0);
+  CHECK(taken < v.size() / 2);
+}
+
 TEST_CASE("nuslerp, multislerp, karcher, model_stock: threads 1 and 2 write the same bytes",
           "[merge][determinism]") {
   alloy::testing::TempDir dir;
@@ -248,6 +299,7 @@ TEST_CASE("nuslerp, multislerp, karcher, model_stock: threads 1 and 2 write the 
       "merge_method: multislerp\nbase_model: $D/m0\n" + four,
       "merge_method: karcher\n" + Models({"m0", "m1", "m2"}, {"", "", ""}),
       "merge_method: model_stock\nbase_model: $D/m0\n" + Models({"m0", "m1", "m2", "m3"}, {"", "", "", ""}),
+      "merge_method: arcee_fusion\nbase_model: $D/m0\n" + Models({"m0", "m1"}, {"", ""}),
   };
   int idx = 0;
   for (const std::string& recipe : recipes) {
