@@ -11,7 +11,7 @@ mkdir -p "$out"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "1. tiny models: llama, mistral, qwen2, gemma (base + 2 fine-tunes each, bf16)"
-"$gen" "$out/models" --family all --finetunes 2 --dtype bf16
+"$gen" "$out/models" --family all --finetunes 2 --dtype bf16 --lora-rank 4
 "$gen" "$out/sharded" --family llama --finetunes 0 --dtype f32 --shard-size 200KB
 
 step "2. alloy inspect"
@@ -37,5 +37,60 @@ code=$?
 set -e
 echo "exit code: $code"
 [ "$code" = 2 ]
+
+step "6. alloy merge: TIES of two fine-tunes (dry run first, then the merge)"
+m="$out/models"
+cat > "$out/ties.yaml" <<EOF
+merge_method: ties
+base_model: $m/llama-base
+models:
+  - model: $m/llama-ft1
+    parameters: {weight: 0.6, density: 0.5}
+  - model: $m/llama-ft2
+    parameters: {weight: 0.4, density: 0.5}
+dtype: bfloat16
+EOF
+"$alloy" merge "$out/ties.yaml" "$out/merged-ties" --dry-run
+"$alloy" merge "$out/ties.yaml" "$out/merged-ties"
+ls "$out/merged-ties"
+
+step "7. alloy merge: slerp with a per-layer gradient, one model carrying a LoRA adapter"
+cat > "$out/slerp.yaml" <<EOF
+merge_method: slerp
+base_model: $m/mistral-base
+slices:
+  - sources:
+      - model: $m/mistral-base
+        layer_range: [0, 2]
+      - model: $m/mistral-ft1+$m/mistral-lora
+        layer_range: [0, 2]
+parameters:
+  t:
+    - filter: self_attn
+      value: [0, 0.5, 1]
+    - value: 0.5
+dtype: bfloat16
+EOF
+"$alloy" merge "$out/slerp.yaml" "$out/merged-slerp"
+
+step "8. alloy merge: a frankenmerge (passthrough slices interleaving two models: 2 + 2 -> 3 layers)"
+cat > "$out/franken.yaml" <<EOF
+merge_method: passthrough
+slices:
+  - sources:
+      - model: $m/qwen2-ft1
+        layer_range: [0, 2]
+  - sources:
+      - model: $m/qwen2-ft2
+        layer_range: [1, 2]
+dtype: bfloat16
+EOF
+"$alloy" merge "$out/franken.yaml" "$out/merged-franken" --json | grep -E '^  "(tensors|bytes_written)"'
+grep -E '"num_hidden_layers"' "$out/merged-franken/config.json"
+
+step "9. the same recipe gives the same bytes at any thread count"
+"$alloy" merge "$out/ties.yaml" "$out/merged-ties-1t" --threads 1 --quiet
+cmp "$out/merged-ties/model.safetensors" "$out/merged-ties-1t/model.safetensors"
+echo "--threads 1 and all cores: model.safetensors is byte-identical"
 
 step "done: outputs are in $out/"
