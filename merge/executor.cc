@@ -39,6 +39,7 @@ struct Shared {
   std::vector<SlotBuffers> slots;
   const std::atomic<bool>* cancel = nullptr;
   uint64_t seed = 0;
+  std::vector<double> reduce;  // ScanReduce partials: slot × partial size
 };
 
 class StreamingPass final : public TensorPass {
@@ -80,6 +81,30 @@ class StreamingPass final : public TensorPass {
   Status ScanOrdered(size_t n_counters, const CountFn& count, const OrderedScanFn& fn) override {
     return RunOrdered(n_counters, count, [&](const Chunk& c, std::span<const uint64_t> prefix,
                                              SlotBuffers&) { fn(c, prefix); });
+  }
+
+  Status ScanReduce(size_t partial_size, const PartialFn& fn, const CombineFn& combine) override {
+    const size_t n_chunks = num_chunks();
+    const size_t batch = num_slots_;
+    std::vector<Status> statuses(batch);
+    std::vector<double>& reduce = shared_.reduce;
+    Grow(reduce, batch * partial_size);
+    for (size_t first = 0; first < n_chunks; first += batch) {
+      const size_t len = std::min(batch, n_chunks - first);
+      kernels::ParallelForChunks(len, 1, [&](size_t j, size_t, size_t) {
+        Chunk chunk;
+        statuses[j] = Load(first + j, j, shared_.slots[j], &chunk);
+        if (!statuses[j].ok()) return;
+        const std::span<double> partial(reduce.data() + j * partial_size, partial_size);
+        std::fill(partial.begin(), partial.end(), 0.0);
+        fn(chunk, partial);
+      });
+      for (size_t j = 0; j < len; ++j) {
+        if (!statuses[j].ok()) return statuses[j];
+        combine(std::span<const double>(reduce.data() + j * partial_size, partial_size));
+      }
+    }
+    return Status::OK();
   }
 
   Status EmitOrdered(size_t n_counters, const CountFn& count, const OrderedEmitFn& fn) override {

@@ -58,6 +58,8 @@ using CountFn = std::function<void(const Chunk&, std::span<uint64_t> counters)>;
 using OrderedScanFn = std::function<void(const Chunk&, std::span<const uint64_t> prefix)>;
 using OrderedEmitFn =
     std::function<void(const Chunk&, std::span<const uint64_t> prefix, std::span<double> out)>;
+using PartialFn = std::function<void(const Chunk&, std::span<double> partial)>;
+using CombineFn = std::function<void(std::span<const double> partial)>;
 
 class TensorPass {
  public:
@@ -97,6 +99,13 @@ class TensorPass {
                                       const OrderedScanFn& fn) = 0;
   virtual formats::Status EmitOrdered(size_t n_counters, const CountFn& count,
                                       const OrderedEmitFn& fn) = 0;
+  // A floating reduction too large to keep per chunk (e.g. one sum per
+  // column): fn fills a zeroed partial of `partial_size` values for each
+  // chunk, in parallel; combine then receives the partials one at a time in
+  // chunk order, so the result does not depend on the thread count. Memory:
+  // num_slots() partials.
+  virtual formats::Status ScanReduce(size_t partial_size, const PartialFn& fn,
+                                     const CombineFn& combine) = 0;
 
  protected:
   uint64_t numel_ = 0;

@@ -84,6 +84,7 @@ Status GramMethod::Merge(TensorPass& pass) {
   Grow(spans_, pass.num_slots() * n);
   const PlannedTensor& tensor = pass.tensor();
 
+  if (layout_.per_column) return MergeColumns(pass);
   if (!layout_.per_row) {
     partials_.assign(pass.num_chunks() * n * n, 0.0);
     ALLOY_RETURN_IF_ERROR(pass.Scan(
@@ -115,6 +116,64 @@ Status GramMethod::Merge(TensorPass& pass) {
     }
   }));
   return first_error;
+}
+
+// Vectors along dimension 0: element e belongs to vector e mod (numel /
+// shape[0]) (a column of a 2-D tensor). The
+// per-column Gram matrices are summed with ScanReduce (chunk order), then
+// each column gets its coefficients.
+Status GramMethod::MergeColumns(TensorPass& pass) {
+  const size_t n = layout_.vectors.size();
+  const size_t cols = static_cast<size_t>(pass.numel() / static_cast<uint64_t>(pass.tensor().shape[0]));
+  const size_t nn = n * n;
+  column_gram_.assign(cols * nn, 0.0);
+  ALLOY_RETURN_IF_ERROR(pass.ScanReduce(
+      cols * nn,
+      [&](const Chunk& c, std::span<double> partial) {
+        std::vector<const float*> v(n);
+        for (size_t k = 0; k < n; ++k) v[k] = VectorOf(c, k, 0, c.size);
+        size_t col = static_cast<size_t>(c.begin % cols);
+        for (size_t e = 0; e < c.size; ++e) {
+          double* g = partial.data() + col * nn;
+          for (size_t i = 0; i < n; ++i) {
+            for (size_t j = i; j < n; ++j) {
+              g[i * n + j] += static_cast<double>(v[i][e]) * static_cast<double>(v[j][e]);
+            }
+          }
+          if (++col == cols) col = 0;
+        }
+      },
+      [&](std::span<const double> partial) {
+        for (size_t k = 0; k < partial.size(); ++k) column_gram_[k] += partial[k];
+      }));
+  column_coefs_.assign(cols * n, 0.0f);
+  bool add_base = false;
+  for (size_t col = 0; col < cols; ++col) {
+    Gram g;
+    g.n = n;
+    g.g.assign(column_gram_.begin() + static_cast<ptrdiff_t>(col * nn),
+               column_gram_.begin() + static_cast<ptrdiff_t>((col + 1) * nn));
+    for (size_t i = 0; i < n; ++i) {
+      for (size_t j = 0; j < i; ++j) g.g[i * n + j] = g.g[j * n + i];
+    }
+    ALLOY_ASSIGN_OR_RETURN(const Combination comb, Combine(pass.tensor(), g));
+    add_base = comb.add_base && layout_.base >= 0;
+    for (size_t k = 0; k < n; ++k) column_coefs_[col * n + k] = static_cast<float>(comb.coefs[k]);
+  }
+  return pass.EmitElementwise([&](const Chunk& c, std::span<double> out) {
+    std::vector<const float*> v(n);
+    for (size_t k = 0; k < n; ++k) v[k] = VectorOf(c, k, 0, c.size);
+    const float* b = add_base ? c.inputs[layout_.base] : nullptr;
+    size_t col = static_cast<size_t>(c.begin % cols);
+    for (size_t e = 0; e < c.size; ++e) {
+      double sum = 0.0;
+      for (size_t k = 0; k < n; ++k) {
+        sum += static_cast<double>(column_coefs_[col * n + k] * v[k][e]);
+      }
+      out[e] = b != nullptr ? static_cast<double>(b[e]) + sum : sum;
+      if (++col == cols) col = 0;
+    }
+  });
 }
 
 }  // namespace alloy::merge::methods

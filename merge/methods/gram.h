@@ -42,6 +42,7 @@ class GramMethod : public MergeMethod {
     std::vector<size_t> vectors;  // input indices, in recipe order
     int base = -1;                // input subtracted from every vector, or -1
     bool per_row = false;         // vectors are the rows (last dimension)
+    bool per_column = false;      // vectors are the columns (dimension 0 of a 2-D view)
     // When set, the result is this input unchanged (e.g. a lone input).
     int passthrough = -1;
   };
@@ -59,12 +60,15 @@ class GramMethod : public MergeMethod {
   void EmitRange(const Chunk& c, size_t begin, size_t len, const Combination& comb,
                  std::span<double> out);
   Gram Sum(const double* partials, size_t count) const;
+  formats::Status MergeColumns(TensorPass& pass);
 
   Layout layout_;
   size_t chunk_ = 0;
   std::vector<float> scratch_;     // slot × vector × chunk
   std::vector<double> partials_;   // chunk × n × n
   std::vector<std::span<const float>> spans_;  // slot × vector
+  std::vector<double> column_gram_;            // column × n × n (per_column)
+  std::vector<float> column_coefs_;            // column × n
 };
 
 }  // namespace alloy::merge::methods

@@ -53,13 +53,9 @@ class Nuslerp final : public GramMethod {
     }
     const bool flatten = Param(t.params, "nuslerp_flatten") != 0;
     const bool row_wise = Param(t.params, "nuslerp_row_wise") != 0;
-    if (!flatten && row_wise && t.shape.size() > 1) {
-      return Status::Unsupported(
-          "nuslerp: `nuslerp_row_wise: true` (vectors along dimension 0, i.e. columns) is not "
-          "supported yet (tensor '" + t.output_name + "'); use the default per-row mode or "
-          "`nuslerp_flatten: true`");
-    }
-    layout.per_row = !flatten && t.shape.size() > 1;
+    // row_wise transposes dims 0 and −1 first: the vectors run along dim 0.
+    layout.per_row = !flatten && !row_wise && t.shape.size() > 1;
+    layout.per_column = !flatten && row_wise && t.shape.size() > 1;
     const double w1 = Param(t.inputs[layout.vectors[0]].params, "weight");
     const double w2 = Param(t.inputs[layout.vectors[1]].params, "weight");
     t_ = std::fabs(w1 + w2) < 1e-6 ? 0.5 : w2 / (w1 + w2);

@@ -100,16 +100,22 @@ TEST_CASE("nuslerp: flattened, per row, and on task vectors", "[merge][nuslerp]"
     for (size_t i = 0; i < da.size(); ++i) da[i] -= base[i], db[i] -= base[i];
     CheckNear(got.values.at(kLayerWeight), Axpy(1.0, NuslerpRef(t, da, db), ToVec(base)));
   }
-  SECTION("row_wise (columns) is refused") {
+  SECTION("row_wise: vectors along dimension 0 (the columns)") {
     alloy::testing::TempDir dir;
     auto got = RunRecipe(
         dir,
         "merge_method: nuslerp\nparameters: {nuslerp_flatten: false, nuslerp_row_wise: true}\n" +
             Models({"a", "b"}, {"weight: 0.25", "weight: 0.75"}),
         {OneTensorModel("a", a, {2, 3}), OneTensorModel("b", b, {2, 3})});
-    REQUIRE_FALSE(got.status.ok());
-    CHECK(got.status.code() == formats::ErrorCode::kUnsupported);
-    CHECK_THAT(got.status.message(), Catch::Contains("nuslerp_row_wise"));
+    INFO(got.status.ToString());
+    REQUIRE(got.status.ok());
+    Vec want(6);
+    for (int col = 0; col < 3; ++col) {
+      const Vec r = NuslerpRef(t, {a[col], a[3 + col]}, {b[col], b[3 + col]});
+      want[col] = r[0];
+      want[3 + col] = r[1];
+    }
+    CheckNear(got.values.at(kLayerWeight), want);
   }
 }
 
@@ -284,18 +290,21 @@ TEST_CASE("arcee_fusion: KL-weighted importance and an exact quartile threshold"
 TEST_CASE("nuslerp, multislerp, karcher, model_stock: threads 1 and 2 write the same bytes",
           "[merge][determinism]") {
   alloy::testing::TempDir dir;
-  const size_t n = 2 * kMergeChunkElems + 77;
+  const size_t n = 2 * kMergeChunkElems + 80;  // 16 rows of 8197: rows span chunks
+  static_assert((2 * kMergeChunkElems + 80) % 16 == 0);
   std::vector<MiniModel> models;
   for (int m = 0; m < 4; ++m) {
     Values v(n);
     for (size_t i = 0; i < n; ++i) v[i] = std::sin(0.001f * float(i) * float(m + 1)) + 0.1f * float(m);
-    models.push_back(OneTensorModel("m" + std::to_string(m), v, {static_cast<int64_t>(n / 7 * 7 == n ? 7 : 1), static_cast<int64_t>(n / (n / 7 * 7 == n ? 7 : 1))}));
+    models.push_back(OneTensorModel("m" + std::to_string(m), v, {16, static_cast<int64_t>(n / 16)}));
   }
   const std::string four = Models({"m0", "m1", "m2", "m3"}, {"weight: 0.1", "weight: 0.2", "weight: 0.3", "weight: 0.4"});
   const std::string recipes[] = {
       "merge_method: nuslerp\n" + Models({"m1", "m2"}, {"weight: 0.3", "weight: 0.7"}),
       "merge_method: nuslerp\nparameters: {nuslerp_flatten: false}\n" +
           Models({"m1", "m2"}, {"weight: 0.3", "weight: 0.7"}),
+      "merge_method: nuslerp\nbase_model: $D/m0\nparameters: {nuslerp_flatten: false, "
+      "nuslerp_row_wise: true}\n" + Models({"m0", "m1", "m2"}, {"", "weight: 0.3", "weight: 0.7"}),
       "merge_method: multislerp\nbase_model: $D/m0\n" + four,
       "merge_method: karcher\n" + Models({"m0", "m1", "m2"}, {"", "", ""}),
       "merge_method: model_stock\nbase_model: $D/m0\n" + Models({"m0", "m1", "m2", "m3"}, {"", "", "", ""}),

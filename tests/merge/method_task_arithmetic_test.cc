@@ -683,6 +683,9 @@ class FakePass final : public TensorPass {
   formats::Status EmitElementwise(const EmitFn&) override {
     return formats::Status::Unsupported("fake");
   }
+  formats::Status ScanReduce(size_t, const PartialFn&, const CombineFn&) override {
+    return formats::Status::Unsupported("fake");
+  }
   formats::Status ScanOrdered(size_t, const CountFn&, const OrderedScanFn&) override {
     return formats::Status::Unsupported("fake");
   }
