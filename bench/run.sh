@@ -185,7 +185,7 @@ EOF
 
 # ---- alloy merge: linear, task_arithmetic, ties, dare_ties of base + 2 fine-tunes ----
 
-MERGE_METHODS=(linear task_arithmetic ties dare_ties)
+MERGE_METHODS=(linear task_arithmetic ties dare_ties slerp)
 
 # merge_recipe METHOD: a recipe over the three bench models (absolute paths).
 merge_recipe() {
@@ -197,19 +197,25 @@ merge_recipe() {
     task_arithmetic)
       printf 'merge_method: task_arithmetic\nbase_model: %s\nmodels:\n  - model: %s\n    parameters: {weight: 0.5}\n  - model: %s\n    parameters: {weight: 0.5}\ndtype: bfloat16\n' \
         "$BASE" "$ft1" "$ft2" ;;
+    slerp)
+      printf 'merge_method: slerp\nbase_model: %s\nmodels:\n  - model: %s\n  - model: %s\nparameters: {t: 0.4}\ndtype: bfloat16\n' \
+        "$BASE" "$BASE" "$ft1" ;;
     ties|dare_ties)
       printf 'merge_method: %s\nbase_model: %s\nmodels:\n  - model: %s\n    parameters: {weight: 0.5, density: 0.5}\n  - model: %s\n    parameters: {weight: 0.5, density: 0.5}\ndtype: bfloat16\n' \
         "$m" "$BASE" "$ft1" "$ft2" ;;
   esac
 }
 
-merge_target() { case $1 in linear|task_arithmetic) echo 1.15 ;; *) echo 1.5 ;; esac; }
+merge_target() { case $1 in linear|task_arithmetic) echo 1.15 ;; slerp) echo 1.3 ;; *) echo 1.5 ;; esac; }
+# Inputs a method reads: slerp merges two models, the others three.
+merge_inputs() { case $1 in slerp) echo 2 ;; *) echo 3 ;; esac; }
 
 bench_merge() {
   local dir=$OUT/merge-recipes floor_out=$OUT/merge-floor.bin tfile runlog
-  local seq_s=() par_s=() i m json s kib out_bytes
+  local seq_s=() par_s=() par2_s=() i m json s kib out_bytes
   local inputs=("$BASE" "$OUT/llama-ft1" "$OUT/llama-ft2")
   local floor_cmd=("$FLOOR" --write-bytes "$BASE_BYTES" --out "$floor_out" "${inputs[@]}")
+  local floor2_cmd=("$FLOOR" --write-bytes "$BASE_BYTES" --out "$floor_out" "${inputs[@]:0:2}")
   local -A times=() rss=()
   tfile=$(mktemp) runlog=$(mktemp)
   mkdir -p "$dir"
@@ -222,6 +228,9 @@ bench_merge() {
     rm -f "$floor_out" && sync
     json=$("${floor_cmd[@]}" --threads "$(nproc)") || die "io_floor failed"
     par_s+=("$(json_field seconds <<<"$json")")
+    rm -f "$floor_out" && sync
+    json=$("${floor2_cmd[@]}" --threads "$(nproc)") || die "io_floor failed"
+    par2_s+=("$(json_field seconds <<<"$json")")
     rm -f "$floor_out" && sync
     for m in "${MERGE_METHODS[@]}"; do
       local cmd=("$ALLOY" merge "$dir/$m.yaml" "$OUT/merge-out-$m" --overwrite --quiet)
@@ -241,12 +250,14 @@ bench_merge() {
   done
   rm -f "$tfile" "$runlog"
 
-  local p q f body a k ratio mib verdict target rows="" per_run=""
+  local p p2 q f body a k ratio mib verdict target rows="" per_run=""
   p=$(printf '%s\n' "${par_s[@]}" | median)
+  p2=$(printf '%s\n' "${par2_s[@]}" | median)
   q=$(printf '%s\n' "${seq_s[@]}" | median)
-  f=$p
-  if [[ $FLOOR_KIND == sequential ]]; then f=$q; fi
   for m in "${MERGE_METHODS[@]}"; do
+    f=$p
+    if [[ $(merge_inputs "$m") == 2 ]]; then f=$p2; fi
+    if [[ $FLOOR_KIND == sequential ]]; then f=$q; fi
     a=$(tr ' ' '\n' <<<"${times[$m]}" | grep . | median)
     k=$(tr ' ' '\n' <<<"${rss[$m]}" | grep . | median)
     ratio=$(awk -v a="$a" -v f="$f" 'BEGIN {printf "%.2f", a / f}')
@@ -257,7 +268,7 @@ bench_merge() {
     else
       verdict=MISS MISSES=$((MISSES + 1))
     fi
-    rows+="| $m | $a s | ${ratio}× | $mib MiB | ≤ ${target}× floor, RSS ≤ 512 MiB | **$verdict** |"$'\n'
+    rows+="| $m | $(merge_inputs "$m") | $f s | $a s | ${ratio}× | $mib MiB | ≤ ${target}× floor, RSS ≤ 512 MiB | **$verdict** |"$'\n'
     per_run+="$m ${times[$m]% }; "
     log "merge $m: $a s, ${ratio}× the $FLOOR_KIND floor, peak RSS $mib MiB: $verdict"
   done
@@ -271,15 +282,18 @@ Measured $(date -u '+%Y-%m-%d %H:%M UTC') on $(machine); $RUNS interleaved runs,
 * Inputs: \`$GEN_CMD\` → \`$(rel "$BASE")\`, \`llama-ft1\`, \`llama-ft2\`; $BASE_BYTES bytes of
   safetensors each, and one output of that size.
 * Floor: \`io_floor --threads $(nproc) --write-bytes $BASE_BYTES --out $(rel "$floor_out")\` over the
-  three inputs: **$p s** parallel, $q s sequential (\`--threads 1\`). The verdict uses the $FLOOR_KIND floor.
+  three inputs: **$p s** parallel, $q s sequential (\`--threads 1\`); over the first two
+  inputs (for slerp): **$p2 s** parallel. The verdict uses the $FLOOR_KIND floor.
 * alloy: \`alloy merge $(rel "$dir")/METHOD.yaml OUT --overwrite --quiet\` (recipes written by
   \`bench/run.sh\`: linear weights 0.4/0.3/0.3; task_arithmetic weights 0.5/0.5; ties and
-  dare_ties weight 0.5, density 0.5), timed with \`/usr/bin/time -f '%e %M'\`.
+  dare_ties weight 0.5, density 0.5; slerp of base and ft1 at t = 0.4), timed with
+  \`/usr/bin/time -f '%e %M'\`.
 
-| method | alloy | alloy / floor | peak RSS | target | result |
-|---|---|---|---|---|---|
+| method | inputs | floor | alloy | alloy / floor | peak RSS | target | result |
+|---|---|---|---|---|---|---|---|
 ${rows}
-Per run (s): parallel floor ${par_s[*]}; sequential floor ${seq_s[*]}; ${per_run}
+Per run (s): parallel floor ${par_s[*]}; two-input floor ${par2_s[*]}; sequential floor ${seq_s[*]};
+${per_run}
 <!-- bench:merge:end -->
 EOF
   write_section merge "$body"
