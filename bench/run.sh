@@ -14,7 +14,7 @@
 # parallel floor (BENCH_FLOOR=sequential switches it).
 #
 # Environment: BENCH_OUT (default <repo>/bench-out), BENCH_RUNS (default 3),
-# BENCH_ONLY (a space-separated subset of: convert merge),
+# BENCH_ONLY (a space-separated subset of: convert merge upscale),
 # BENCH_DOC (default <repo>/docs/PERFORMANCE.md), BENCH_FLOOR (parallel | sequential),
 # BENCH_STRICT=1 (exit 3 on a MISS).
 set -euo pipefail
@@ -300,10 +300,73 @@ EOF
   rm -f "$body"
 }
 
+# ---- alloy upscale: SOLAR-style depth up-scaling of one model (a pure copy) ----
+
+bench_upscale() {
+  local out=$OUT/upscale-out floor_out=$OUT/upscale-floor.bin tfile runlog
+  local par_s=() alloy_s=() alloy_kib=() i json s kib out_bytes layers target_layers
+  "$ALLOY" upscale --help >/dev/null 2>&1 || { log "upscale: 'alloy upscale' is not built; skipped"; return; }
+  layers=$(sed -nE 's/.*"num_hidden_layers": *([0-9]+).*/\1/p' "$BASE/config.json" | head -1)
+  target_layers=$((layers * 3 / 2))
+  local cmd=("$ALLOY" upscale "$BASE" "$out" --layers "$target_layers" --overwrite --quiet)
+  tfile=$(mktemp) runlog=$(mktemp)
+  # One run first: the floor writes as many bytes as the upscaled model has.
+  rm -rf "$out" && "${cmd[@]}" >"$runlog" 2>&1 || { cat "$runlog" >&2; die "alloy upscale failed: ${cmd[*]}"; }
+  out_bytes=$(dir_bytes "$out")
+  local floor_cmd=("$FLOOR" --write-bytes "$out_bytes" --out "$floor_out" "$BASE")
+  for ((i = 1; i <= RUNS; i++)); do
+    rm -rf "$out" "$floor_out" && sync
+    json=$("${floor_cmd[@]}" --threads "$(nproc)") || die "io_floor failed"
+    par_s+=("$(json_field seconds <<<"$json")")
+    rm -f "$floor_out" && sync
+    if ! "$TIME" -f '%e %M' -o "$tfile" "${cmd[@]}" >"$runlog" 2>&1; then
+      cat "$runlog" >&2
+      die "alloy upscale failed: ${cmd[*]} ($(head -1 "$tfile"))"
+    fi
+    read -r s kib <"$tfile"
+    alloy_s+=("$s") alloy_kib+=("$kib")
+    log "upscale run $i/$RUNS: floor ${par_s[-1]} s parallel; alloy $s s, peak RSS $((kib / 1024)) MiB"
+  done
+  rm -rf "$out" "$tfile" "$runlog"
+  local p a k ratio rss verdict body
+  p=$(printf '%s\n' "${par_s[@]}" | median)
+  a=$(printf '%s\n' "${alloy_s[@]}" | median)
+  k=$(printf '%s\n' "${alloy_kib[@]}" | median)
+  ratio=$(awk -v a="$a" -v f="$p" 'BEGIN {printf "%.2f", a / f}')
+  rss=$(awk -v k="$k" 'BEGIN {printf "%.0f", k / 1024}')
+  if awk -v r="$ratio" -v m="$rss" 'BEGIN {exit !(r <= 1.1 && m <= 512)}'; then
+    verdict=PASS
+  else
+    verdict=MISS MISSES=$((MISSES + 1))
+  fi
+  body=$(mktemp)
+  cat >"$body" <<EOF
+<!-- bench:upscale:begin -->
+## alloy upscale (SOLAR-style, $layers → $target_layers layers of the Llama-3.2-1B-shaped base, a pure copy)
+
+Measured $(date -u '+%Y-%m-%d %H:%M UTC') on $(machine); $RUNS interleaved runs, medians.
+
+* Floor: \`io_floor --threads $(nproc) --write-bytes $out_bytes --out $(rel "$floor_out") $(rel "$BASE")\`
+  (read the model once, write the upscaled model's $out_bytes bytes).
+* alloy: \`alloy upscale $(rel "$BASE") OUT --layers $target_layers --overwrite --quiet\`.
+
+| | floor | alloy | alloy / floor | peak RSS | target | result |
+|---|---|---|---|---|---|---|
+| upscale | $p s | $a s | ${ratio}× | $rss MiB | ≤ 1.1× floor, RSS ≤ 512 MiB | **$verdict** |
+
+Per run (s): floor ${par_s[*]}; alloy ${alloy_s[*]}.
+<!-- bench:upscale:end -->
+EOF
+  write_section upscale "$body"
+  rm -f "$body"
+  log "upscale: floor $p s; alloy $a s; ratio $ratio, peak RSS $rss MiB: $verdict"
+}
+
 wants() { [[ -z ${BENCH_ONLY:-} || " $BENCH_ONLY " == *" $1 "* ]]; }
 
 if wants convert; then bench_convert; fi
 if wants merge; then bench_merge; fi
+if wants upscale; then bench_upscale; fi
 
 if ((MISSES > 0)) && [[ ${BENCH_STRICT:-0} == 1 ]]; then exit 3; fi
 exit 0

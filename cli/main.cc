@@ -6,12 +6,13 @@
 #include "cli/cmd_convert.h"
 #include "cli/cmd_inspect.h"
 #include "cli/cmd_merge.h"
+#include "cli/cmd_upscale.h"
 #include "cli/exit_codes.h"
 
 int main(int argc, char** argv) {
   using alloy::cli::ExitCode;
   CLI::App app{
-      "alloy: merge, convert and inspect large language model checkpoints.\n"
+      "alloy: merge, upscale, convert and inspect large language model checkpoints.\n"
       "Docs: docs/ in the source tree (one guide per command)."};
   app.name("alloy");
   app.set_version_flag("--version", std::string("alloy ") + ALLOY_VERSION);
@@ -21,9 +22,11 @@ int main(int argc, char** argv) {
   alloy::cli::InspectOptions inspect;
   alloy::cli::ConvertCmdOptions convert;
   alloy::cli::MergeCmdOptions merge;
+  alloy::cli::UpscaleCmdOptions upscale;
   CLI::App* inspect_cmd = alloy::cli::SetupInspect(app, inspect);
   CLI::App* convert_cmd = alloy::cli::SetupConvert(app, convert);
   CLI::App* merge_cmd = alloy::cli::SetupMerge(app, merge);
+  CLI::App* upscale_cmd = alloy::cli::SetupUpscale(app, upscale);
 
   try {
     app.parse(argc, argv);
@@ -42,6 +45,7 @@ int main(int argc, char** argv) {
     if (inspect_cmd->parsed()) return alloy::cli::RunInspect(inspect, std::cout, std::cerr);
     if (convert_cmd->parsed()) return alloy::cli::RunConvert(convert, std::cout, std::cerr);
     if (merge_cmd->parsed()) return alloy::cli::RunMerge(merge, std::cout, std::cerr);
+    if (upscale_cmd->parsed()) return alloy::cli::RunUpscale(upscale, std::cout, std::cerr);
   } catch (const std::bad_alloc&) {
     std::cerr << "alloy: error: out of memory\n";
     return alloy::cli::ToInt(ExitCode::kInternal);

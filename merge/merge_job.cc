@@ -178,10 +178,11 @@ std::string ModelCard(const MergePlan& plan, const Recipe& recipe, const std::st
 
 namespace {
 
-// RunMergeFile's body; fills `report` as it goes, so warnings survive a failure.
-Status RunMergeFileInto(const std::string& recipe_path, const std::string& output,
+// RunMergeFile's and RunMergeText's body; fills `report` as it goes, so
+// warnings survive a failure.
+Status RunMergeFileInto(formats::Result<RecipeFile> parsed, const std::string& output,
                         const MergeJobOptions& options, MergeJobReport& report) {
-  ALLOY_ASSIGN_OR_RETURN(RecipeFile file, ParseRecipeFile(recipe_path));
+  ALLOY_ASSIGN_OR_RETURN(RecipeFile file, std::move(parsed));
   for (const Warning& w : file.warnings) report.warnings.push_back(FormatWarning(file.path, w));
   ALLOY_ASSIGN_OR_RETURN(std::vector<size_t> order, MergeOrder(file));
 
@@ -256,18 +257,31 @@ Status RunMergeFileInto(const std::string& recipe_path, const std::string& outpu
   return Status::OK();
 }
 
-}  // namespace
-
-formats::Result<MergeJobReport> RunMergeFile(const std::string& recipe_path,
-                                             const std::string& output,
-                                             const MergeJobOptions& options) {
+formats::Result<MergeJobReport> RunParsed(formats::Result<RecipeFile> parsed,
+                                          const std::string& output,
+                                          const MergeJobOptions& options) {
   MergeJobReport report;
-  Status st = RunMergeFileInto(recipe_path, output, options, report);
+  Status st = RunMergeFileInto(std::move(parsed), output, options, report);
   if (!st.ok()) {
     if (options.warnings_on_error != nullptr) *options.warnings_on_error = report.warnings;
     return st;
   }
   return report;
+}
+
+}  // namespace
+
+formats::Result<MergeJobReport> RunMergeFile(const std::string& recipe_path,
+                                             const std::string& output,
+                                             const MergeJobOptions& options) {
+  return RunParsed(ParseRecipeFile(recipe_path), output, options);
+}
+
+formats::Result<MergeJobReport> RunMergeText(std::string_view recipe_text,
+                                             std::string_view display_name,
+                                             const std::string& output,
+                                             const MergeJobOptions& options) {
+  return RunParsed(ParseRecipeText(recipe_text, display_name), output, options);
 }
 
 }  // namespace alloy::merge

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -68,6 +69,14 @@ struct MergeJobReport {
 // kIoError for I/O and "interrupted"). A failed document leaves no output
 // directory behind (the writer removes its temporary directory).
 formats::Result<MergeJobReport> RunMergeFile(const std::string& recipe_path,
+                                             const std::string& output,
+                                             const MergeJobOptions& options);
+
+// RunMergeFile for a recipe held in memory (generated recipes, e.g. `alloy
+// upscale`); `display_name` stands for the file in messages. Relative model
+// paths are resolved against the working directory, as for a file.
+formats::Result<MergeJobReport> RunMergeText(std::string_view recipe_text,
+                                             std::string_view display_name,
                                              const std::string& output,
                                              const MergeJobOptions& options);
 
