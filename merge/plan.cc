@@ -15,9 +15,49 @@ using formats::Status;
 
 namespace {
 
+// config (or its text_config) of model `model`.
+const nlohmann::json* Section(const std::vector<nlohmann::json>& configs, size_t model, bool text) {
+  const nlohmann::json& c = configs[model];
+  if (!c.is_object()) return nullptr;
+  if (!text) return &c;
+  return c.contains("text_config") && c["text_config"].is_object() ? &c["text_config"] : nullptr;
+}
+
 std::string IdentityOf(const OpenedModel& m) { return m.identity.empty() ? m.directory : m.identity; }
 
 }  // namespace
+
+// Slices change which layer sits where: per-layer config entries follow.
+// `layer_types` (sliding/full attention per layer) is rebuilt from each output
+// layer's source layer; `max_window_layers` equal to the donor's layer count
+// (every layer) becomes the new count; any other value cannot be carried over
+// and is left as it is, with a warning (methods-beyond.md §3.1).
+void Planner::RewritePerLayerConfig(nlohmann::json& section, bool text, int64_t donor_layers) {
+  if (section.contains("layer_types") && section["layer_types"].is_array()) {
+    nlohmann::json types = nlohmann::json::array();
+    for (const auto& [model, layer] : layer_sources_) {
+      const nlohmann::json* src = Section(configs_, model, text);
+      if (src == nullptr || !src->contains("layer_types") || !(*src)["layer_types"].is_array() ||
+          static_cast<int64_t>((*src)["layer_types"].size()) <= layer) {
+        plan_.warnings.push_back("config.json: `layer_types` of " + Quote(Name(model)) +
+                                 " does not cover layer " + std::to_string(layer) +
+                                 "; the output keeps the config donor's list");
+        return;
+      }
+      types.push_back((*src)["layer_types"][static_cast<size_t>(layer)]);
+    }
+    section["layer_types"] = std::move(types);
+  }
+  if (section.contains("max_window_layers") && section["max_window_layers"].is_number_integer()) {
+    if (section["max_window_layers"].get<int64_t>() == donor_layers) {
+      section["max_window_layers"] = plan_.num_layers;
+    } else {
+      plan_.warnings.push_back("config.json: `max_window_layers` (" +
+                               section["max_window_layers"].dump() +
+                               ") is copied unchanged; check it against the new layer order");
+    }
+  }
+}
 
 formats::Result<OpenedModel> Planner::Open(const ModelRef& ref) {
   const std::string key = ModelKey(ref);
@@ -273,6 +313,7 @@ formats::Result<MergePlan> Planner::Run() {
       // §2.5: t = k/(L−1) per output slice; a one-layer slice has t = 1.
       const double t = n == 1 ? 1.0 : static_cast<double>(k) / static_cast<double>(n - 1);
       ALLOY_RETURN_IF_ERROR(PlanLayer(slice, k, plan_.num_layers, t));
+      layer_sources_.emplace_back(slice.sources.front().model, slice.sources.front().begin + k);
       ++plan_.num_layers;
     }
   }
@@ -294,11 +335,12 @@ formats::Result<MergePlan> Planner::Run() {
     plan_.output_config[dtype_key] = std::string(formats::DTypeTorchName(plan_.out_dtype));
     const std::string& key = layouts_[plan_.config_donor].layer_key;
     if (plan_.uses_slices && !key.empty()) {
-      if (key.rfind("text_config.", 0) == 0) {
-        plan_.output_config["text_config"][key.substr(12)] = plan_.num_layers;
-      } else {
-        plan_.output_config[key] = plan_.num_layers;
-      }
+      const bool text = key.rfind("text_config.", 0) == 0;
+      nlohmann::json& section = text ? plan_.output_config["text_config"] : plan_.output_config;
+      const std::string count_key = text ? key.substr(12) : key;
+      const int64_t donor_layers = layouts_[plan_.config_donor].num_layers;
+      section[count_key] = plan_.num_layers;
+      RewritePerLayerConfig(section, text, donor_layers);
     }
   }
   // §6.1 step 8: tokenizer files come from the donor or the named model.

@@ -127,6 +127,7 @@ class Planner {
   formats::Status CheckSlice(const WorkSlice& slice) const;
   formats::Status PlanNonLayer(const WorkSlice& slice, bool pre);
   formats::Status PlanLayer(const WorkSlice& slice, int64_t k, int64_t output_layer, double t);
+  void RewritePerLayerConfig(nlohmann::json& section, bool text, int64_t donor_layers);
   formats::Status PlanTensor(const WorkSlice& slice, const std::string& output_name,
                              std::vector<Candidate> candidates, int64_t output_layer, double t,
                              const std::string& drop_key);
@@ -142,6 +143,8 @@ class Planner {
   std::vector<ModelLayout> layouts_;
   std::vector<formats::TensorSource*> sources_;
   std::vector<nlohmann::json> configs_;
+  // Per output layer: the model and layer index of its slice's first source.
+  std::vector<std::pair<size_t, int64_t>> layer_sources_;
   std::map<std::string, OpenedModel> opened_by_key_;
   std::vector<WorkSlice> slices_;
   // (model, tensor kind) → (count, first tensor) of inputs dropped for lacking

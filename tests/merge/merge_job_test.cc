@@ -697,6 +697,35 @@ TEST_CASE("merge job: override_architecture reaches the plan and config.json", "
   CHECK(ReadJson(dir.Join("out/config.json"))["architectures"][0] == "MistralForCausalLM");
 }
 
+TEST_CASE("merge job: slices rewrite layer_types and max_window_layers", "[merge][job][slices]") {
+  TempDir dir;
+  for (int i = 0; i < 2; ++i) {
+    examples::TinyModelSpec spec = *examples::TinyModelPreset("tiny", examples::Family::kQwen2);
+    spec.hidden_size = 16;
+    spec.intermediate_size = 32;
+    spec.vocab_size = 64;
+    spec.num_layers = 4;
+    spec.model_index = i;
+    const std::string path = dir.Join("q" + std::to_string(i));
+    REQUIRE(examples::WriteTinyModel(spec, path).ok());
+    nlohmann::json config = ReadJson(path + "/config.json");
+    REQUIRE(config["max_window_layers"] == 4);
+    config["layer_types"] = {i ? "b0" : "a0", i ? "b1" : "a1", i ? "b2" : "a2", i ? "b3" : "a3"};
+    WriteFileBytes(path + "/config.json", config.dump(2));
+  }
+  const std::string recipe = WriteRecipe(dir, "r.yaml",
+                                         "merge_method: passthrough\nslices:\n"
+                                         "  - sources:\n      - model: $D/q0\n        layer_range: [0, 3]\n"
+                                         "  - sources:\n      - model: $D/q1\n        layer_range: [1, 4]\n");
+  auto report = RunMergeFile(recipe, dir.Join("out"), Options());
+  INFO(report.status().ToString());
+  REQUIRE(report.ok());
+  const nlohmann::json out = ReadJson(dir.Join("out/config.json"));
+  CHECK(out["num_hidden_layers"] == 6);
+  CHECK(out["max_window_layers"] == 6);
+  CHECK(out["layer_types"] == nlohmann::json({"a0", "a1", "a2", "b1", "b2", "b3"}));
+}
+
 TEST_CASE("merge job: the seed is recorded in the model card", "[merge][job]") {
   TempDir dir;
   Tiny(dir.Join("m1"), 0);
