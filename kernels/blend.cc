@@ -73,13 +73,16 @@ void WeightedSumOnBase(std::span<const std::span<const float>> xs, std::span<con
 }
 
 DotSums ComputeDotSums(std::span<const float> a, std::span<const float> b) noexcept {
-  constexpr size_t kLanes = 8;
-  double aa[kLanes] = {}, bb[kLanes] = {}, ab[kLanes] = {};
-  const size_t n = a.size();
-  size_t i = 0;
+  DotSums sums;
   Dispatch([&](auto) ALLOY_LAMBDA_INLINE {
+    // Accumulators local to the ISA clone, so they live in registers and the
+    // lane loop vectorizes (captured ones would be memory and scalar).
+    constexpr size_t kLanes = 8;
+    double aa[kLanes] = {}, bb[kLanes] = {}, ab[kLanes] = {};
     const float* __restrict x = a.data();
     const float* __restrict y = b.data();
+    const size_t n = a.size();
+    size_t i = 0;
     for (; i + kLanes <= n; i += kLanes) {
       for (size_t j = 0; j < kLanes; ++j) {
         const double u = static_cast<double>(x[i + j]);
@@ -89,20 +92,19 @@ DotSums ComputeDotSums(std::span<const float> a, std::span<const float> b) noexc
         ab[j] += u * v;
       }
     }
+    for (size_t j = 0; i < n; ++i, ++j) {  // the tail continues the lanes
+      const double u = static_cast<double>(x[i]);
+      const double v = static_cast<double>(y[i]);
+      aa[j] += u * u;
+      bb[j] += v * v;
+      ab[j] += u * v;
+    }
+    for (size_t j = 0; j < kLanes; ++j) {
+      sums.aa += aa[j];
+      sums.bb += bb[j];
+      sums.ab += ab[j];
+    }
   });
-  for (size_t j = 0; i < n; ++i, ++j) {  // the tail continues the lanes
-    const double u = static_cast<double>(a[i]);
-    const double v = static_cast<double>(b[i]);
-    aa[j] += u * u;
-    bb[j] += v * v;
-    ab[j] += u * v;
-  }
-  DotSums sums;
-  for (size_t j = 0; j < kLanes; ++j) {
-    sums.aa += aa[j];
-    sums.bb += bb[j];
-    sums.ab += ab[j];
-  }
   return sums;
 }
 
