@@ -16,7 +16,8 @@ constexpr size_t kBlock = 16;
 
 // out[begin, begin + kBlockLen): the shared body of WeightedSum and
 // WeightedSumOnBase (base == nullptr: none).
-template <size_t kBlockLen>
+// kDelta: the vectors are xs[k] − base (float32), else xs[k].
+template <size_t kBlockLen, bool kDelta = false>
 ALLOY_INLINE void WeightedSumBlock(const std::span<const float>* xs, const float* w,
                                    size_t n_models, size_t begin, double inv, bool scale,
                                    const float* base, double lambda, double* __restrict out) noexcept {
@@ -26,7 +27,12 @@ ALLOY_INLINE void WeightedSumBlock(const std::span<const float>* xs, const float
     const float* __restrict xk = xs[k].data() + begin;
     const float wk = w[k];
     // Starting from +0 (not from the first product) makes a −0 product sum to +0.
-    for (size_t j = 0; j < kBlockLen; ++j) acc[j] += static_cast<double>(wk * xk[j]);
+    if constexpr (kDelta) {
+      const float* __restrict bk = base + begin;
+      for (size_t j = 0; j < kBlockLen; ++j) acc[j] += static_cast<double>(wk * (xk[j] - bk[j]));
+    } else {
+      for (size_t j = 0; j < kBlockLen; ++j) acc[j] += static_cast<double>(wk * xk[j]);
+    }
   }
   if (scale) {
     for (size_t j = 0; j < kBlockLen; ++j) acc[j] *= inv;
@@ -40,6 +46,7 @@ ALLOY_INLINE void WeightedSumBlock(const std::span<const float>* xs, const float
   }
 }
 
+template <bool kDelta = false>
 ALLOY_INLINE void WeightedSumSpan(const std::span<const float>* xs, const float* w, size_t n_models,
                                   size_t n, double divisor, const float* base, double lambda,
                                   double* out) noexcept {
@@ -49,9 +56,9 @@ ALLOY_INLINE void WeightedSumSpan(const std::span<const float>* xs, const float*
   const double inv = 1.0 / divisor;
   size_t i = 0;
   for (; i + kBlock <= n; i += kBlock) {
-    WeightedSumBlock<kBlock>(xs, w, n_models, i, inv, scale, base, lambda, out);
+    WeightedSumBlock<kBlock, kDelta>(xs, w, n_models, i, inv, scale, base, lambda, out);
   }
-  for (; i < n; ++i) WeightedSumBlock<1>(xs, w, n_models, i, inv, scale, base, lambda, out);
+  for (; i < n; ++i) WeightedSumBlock<1, kDelta>(xs, w, n_models, i, inv, scale, base, lambda, out);
 }
 
 }  // namespace
@@ -69,6 +76,15 @@ void WeightedSumOnBase(std::span<const std::span<const float>> xs, std::span<con
   Dispatch([&](auto) ALLOY_LAMBDA_INLINE {
     WeightedSumSpan(xs.data(), w.data(), xs.size(), out.size(), divisor, base.data(), lambda,
                     out.data());
+  });
+}
+
+void WeightedDeltaSumOnBase(std::span<const std::span<const float>> xs, std::span<const float> w,
+                            double divisor, std::span<const float> base, double lambda,
+                            std::span<double> out) noexcept {
+  Dispatch([&](auto) ALLOY_LAMBDA_INLINE {
+    WeightedSumSpan<true>(xs.data(), w.data(), xs.size(), out.size(), divisor, base.data(), lambda,
+                          out.data());
   });
 }
 

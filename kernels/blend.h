@@ -24,6 +24,13 @@ void WeightedSumOnBase(std::span<const std::span<const float>> xs, std::span<con
                        double divisor, std::span<const float> base, double lambda,
                        std::span<double> out) noexcept;
 
+// WeightedSumOnBase of the task vectors xs[k] − base, each difference in
+// float32 as Subtract makes it: the same bits as Subtract then
+// WeightedSumOnBase, without storing the differences.
+void WeightedDeltaSumOnBase(std::span<const std::span<const float>> xs, std::span<const float> w,
+                            double divisor, std::span<const float> base, double lambda,
+                            std::span<double> out) noexcept;
+
 // acc[i] = base[i] + lambda · acc[i].
 // REQUIRES: base.size() == acc.size().
 void AddBaseScaled(std::span<const float> base, double lambda, std::span<double> acc) noexcept;

@@ -510,6 +510,21 @@ class GeneralizedTaskArithmetic final : public MergeMethod {
       if (m.mode != Mode::kZero) active_weights_.push_back(m.weight);
     }
     divisor_ = std::fabs(sum_w) < 1e-8 ? 1.0 : sum_w;
+    const bool all_dense = std::all_of(models_.begin(), models_.end(),
+                                       [](const ModelPlan& m) { return m.mode == Mode::kDense; });
+    if (family_.consensus == Consensus::kNone && all_dense) {
+      // Plain task arithmetic: the deltas are formed inside the blend.
+      return pass.EmitElementwise([&](const Chunk& c, std::span<double> out) {
+        std::span<const float>* xs = spans_.data() + c.slot * models_.size();
+        for (size_t k = 0; k < models_.size(); ++k) {
+          xs[k] = std::span<const float>(c.inputs[models_[k].input], c.size);
+        }
+        kernels::WeightedDeltaSumOnBase(
+            std::span<const std::span<const float>>(xs, models_.size()), active_weights_,
+            normalize_ ? divisor_ : 1.0, std::span<const float>(c.inputs[base_], c.size), lambda_,
+            out);
+      });
+    }
     if (n_counters_ == 0 || n_windows_ == 0) {
       const auto emit = [&](const Chunk& c, std::span<double> out) {
         Combine(c, Sparsify(pass, c, {}), out);

@@ -65,6 +65,21 @@ TEST_CASE("WeightedSum and WeightedSumOnBase equal the scalar contract", "[kerne
         }
         CHECK(bad == 0);
         CHECK(bad_base == 0);
+        // The fused delta form equals Subtract then WeightedSumOnBase.
+        std::vector<std::vector<float>> deltas;
+        for (const auto& x : xs) {
+          std::vector<float> d(n);
+          Subtract(x, base, d);
+          deltas.push_back(std::move(d));
+        }
+        std::vector<std::span<const float>> dspans;
+        for (const auto& d : deltas) dspans.emplace_back(d);
+        std::vector<double> want_delta(n), got_delta(n);
+        WeightedSumOnBase(dspans, w, divisor, base, 0.5, want_delta);
+        WeightedDeltaSumOnBase(spans, w, divisor, base, 0.5, got_delta);
+        size_t bad_delta = 0;
+        for (size_t i = 0; i < n; ++i) bad_delta += !SameBits(got_delta[i], want_delta[i]);
+        CHECK(bad_delta == 0);
         CHECK(out[n] == 12345.0);  // nothing written past the span
         CHECK(on_base[n] == 12345.0);
       }
