@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstring>
 #include <mutex>
+#include <optional>
 
 #include "kernels/parallel.h"
 #include "kernels/random.h"
@@ -27,6 +28,7 @@ void Grow(std::vector<T>& v, size_t n) {
 // tensor (fresh pages are expensive: performance-notes.md).
 struct SlotBuffers {
   std::vector<std::vector<uint8_t>> raw;  // per input
+  std::vector<uint8_t> cast;              // one tile in the input_cast dtype
   std::vector<std::vector<float>> f32;    // per input
   std::vector<const float*> inputs;
   std::vector<double> out;
@@ -40,6 +42,7 @@ struct Shared {
   const std::atomic<bool>* cancel = nullptr;
   uint64_t seed = 0;
   std::vector<double> reduce;  // ScanReduce partials: slot × partial size
+  std::optional<DType> input_cast;  // MergePlan::input_cast
 };
 
 class StreamingPass final : public TensorPass {
@@ -197,7 +200,7 @@ class StreamingPass final : public TensorPass {
       Grow(buf.f32[i], chunk_elems_);
       std::span<uint8_t> bytes(buf.raw[i].data(), n * elem);
       ALLOY_RETURN_IF_ERROR(ReadInput(i, begin, bytes));
-      if (decode) DecodeToF32(in.input_dtype, bytes, std::span<float>(buf.f32[i].data(), n));
+      if (decode) Decode(i, bytes, std::span<float>(buf.f32[i].data(), n), buf);
       buf.inputs[i] = buf.f32[i].data();
     }
     chunk->index = chunk_idx;
@@ -206,6 +209,24 @@ class StreamingPass final : public TensorPass {
     chunk->slot = slot;
     chunk->inputs = std::span<const float* const>(buf.inputs.data(), n_in);
     return Status::OK();
+  }
+
+  // Input i's bytes as float32, rounded to the recipe's `dtype` when it is
+  // another float dtype (mergekit casts inputs before merging).
+  void Decode(size_t i, std::span<const uint8_t> bytes, std::span<float> out, SlotBuffers& buf) {
+    const DType dtype = tensor_.inputs[i].input_dtype;
+    DecodeToF32(dtype, bytes, out);
+    const std::optional<DType>& cast = shared_.input_cast;
+    if (!cast || *cast == dtype || *cast == DType::kF32 || *cast == DType::kF64) return;
+    const size_t elem = ElementBytes(*cast);
+    constexpr size_t kPiece = 4096;
+    Grow(buf.cast, kPiece * elem);
+    for (size_t done = 0; done < out.size(); done += kPiece) {
+      const std::span<float> piece = out.subspan(done, std::min(kPiece, out.size() - done));
+      const std::span<uint8_t> bytes_out(buf.cast.data(), piece.size() * elem);
+      EncodeFromF32(*cast, piece, bytes_out, kernels::Overflow::kToInf, nullptr);
+      DecodeToF32(*cast, bytes_out, piece);
+    }
   }
 
   // Bytes of output elements [begin, begin + n) of input i. An input larger
@@ -255,8 +276,8 @@ class StreamingPass final : public TensorPass {
       for (size_t i = 0; i < tensor_.inputs.size(); ++i) {
         const DType dtype = tensor_.inputs[i].input_dtype;
         const size_t elem = ElementBytes(dtype);
-        DecodeToF32(dtype, std::span<const uint8_t>(buf.raw[i].data() + t * elem, len * elem),
-                    std::span<float>(buf.f32[i].data(), len));
+        Decode(i, std::span<const uint8_t>(buf.raw[i].data() + t * elem, len * elem),
+               std::span<float>(buf.f32[i].data(), len), buf);
       }
       piece.begin = c.begin + t;
       piece.size = len;
@@ -370,6 +391,9 @@ formats::Result<MergeReport> ExecutePlan(const MergePlan& plan,
   shared.slots.resize(static_cast<size_t>(std::max(1, kernels::Threads())));
   shared.cancel = options.cancel;
   shared.seed = options.seed;
+  if (plan.input_cast && formats::IsConvertibleFloat(*plan.input_cast)) {
+    shared.input_cast = plan.input_cast;
+  }
 
   ALLOY_RETURN_IF_ERROR(sink.Begin(PlannedOutputTensors(plan), {{"format", "pt"}}));
   MergeReport report;

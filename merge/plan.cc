@@ -303,6 +303,7 @@ formats::Result<MergePlan> Planner::Run() {
   }
   for (const WorkSlice& slice : slices_) ALLOY_RETURN_IF_ERROR(CheckSlice(slice));
   // Decision (g).
+  plan_.input_cast = recipe_.dtype;
   plan_.out_dtype = recipe_.out_dtype ? *recipe_.out_dtype
                     : recipe_.dtype   ? *recipe_.dtype
                                       : plan_.models[plan_.config_donor].stored_dtype;

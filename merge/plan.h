@@ -87,6 +87,9 @@ struct MergePlan {
   int64_t num_layers = 0;              // output layer count
   bool uses_slices = false;            // `slices:` syntax: config layer count rewritten
   formats::DType out_dtype = formats::DType::kF32;  // Decision (g)
+  // The recipe's `dtype`: every float input is rounded to it before the
+  // method sees it (mergekit casts inputs to `dtype`); unset: no rounding.
+  std::optional<formats::DType> input_cast;
   // The donor's config.json with torch_dtype (or dtype) set to out_dtype and,
   // for `slices:`, the layer count key set to num_layers; null when the donor
   // has no config.json.

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/convert.h"
 #include "tests/merge/merge_test_support.h"
 
 namespace alloy::merge {
@@ -70,6 +71,36 @@ models:
   REQUIRE_FALSE(zero.status.ok());
   CHECK_THAT(zero.status.message(), Catch::Contains("sum to 0"));
   CHECK_THAT(zero.status.message(), Catch::Contains("normalize: false"));
+}
+
+TEST_CASE("linear: the recipe dtype rounds the inputs before merging", "[merge][linear]") {
+  alloy::testing::TempDir dir;
+  // float32 values that bf16 cannot hold: mergekit casts them to `dtype` first.
+  const std::vector<float> a = {1.00390625f + 1e-6f, -2.0117f, 3.3333f, 0.1f, 5e-3f, 7.77f};
+  const std::vector<float> b = {0.3f, 2.0078f, -1.1111f, 0.2f, 6e-3f, -7.77f};
+  std::vector<MiniModel> models = {Model("a", a, {1, 1, 1}), Model("b", b, {0, 2, 4})};
+  auto out = RunRecipe(dir, R"(merge_method: linear
+models:
+  - model: $D/a
+    parameters: {weight: 0.25}
+  - model: $D/b
+    parameters: {weight: 0.75}
+dtype: bfloat16
+out_dtype: float32
+)", models);
+  INFO(out.status.ToString());
+  REQUIRE(out.status.ok());
+  const auto& got = out.values["model.layers.0.mlp.down_proj.weight"];
+  REQUIRE(got.size() == 6);
+  auto bf16 = [](float x) { return kernels::Bf16ToF32(kernels::F32ToBf16(x)); };
+  size_t differs_from_uncast = 0;
+  for (size_t i = 0; i < 6; ++i) {
+    const double cast = double(0.25f * bf16(a[i])) + double(0.75f * bf16(b[i]));
+    const double uncast = double(0.25f * a[i]) + double(0.75f * b[i]);
+    CHECK(got[i] == static_cast<float>(cast));
+    differs_from_uncast += got[i] != static_cast<float>(uncast);
+  }
+  CHECK(differs_from_uncast > 0);
 }
 
 TEST_CASE("task_arithmetic: base + lambda * sum of weighted deltas", "[merge][task_arithmetic]") {
