@@ -344,6 +344,12 @@ formats::Result<MergePlan> Planner::Run() {
       RewritePerLayerConfig(section, text, donor_layers);
     }
   }
+  if (recipe_.tokenizer.pad_to_multiple_of) {
+    // mergekit pads the embeddings and vocab_size; ignoring it would change the output shape.
+    return Status::Unsupported(Where(recipe_.tokenizer.line) +
+                               "`tokenizer: pad_to_multiple_of:` (padding the embeddings) is not "
+                               "supported yet; remove it to keep the vocabulary size as it is");
+  }
   // §6.1 step 8: tokenizer files come from the donor or the named model.
   plan_.tokenizer_directory = plan_.models[plan_.config_donor].directory;
   if (recipe_.tokenizer.source == TokenizerSpec::Source::kModel) {

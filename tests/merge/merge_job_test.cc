@@ -726,6 +726,27 @@ TEST_CASE("merge job: slices rewrite layer_types and max_window_layers", "[merge
   CHECK(out["layer_types"] == nlohmann::json({"a0", "a1", "a2", "b1", "b2", "b3"}));
 }
 
+TEST_CASE("merge job: tokenizer pad_to_multiple_of is refused with its line", "[merge][job][errors]") {
+  TempDir dir;
+  Tiny(dir.Join("m1"), 0);
+  Tiny(dir.Join("m2"), 1);
+  const std::string recipe = WriteRecipe(
+      dir, "r.yaml",
+      "merge_method: linear\nmodels:\n  - model: $D/m1\n    parameters: {weight: 1}\n"
+      "  - model: $D/m2\n    parameters: {weight: 1}\ntokenizer:\n  source: base\n"
+      "  pad_to_multiple_of: 64\n");
+  for (bool dry : {true, false}) {
+    MergeJobOptions job = Options();
+    job.dry_run = dry;
+    auto report = RunMergeFile(recipe, dir.Join("out"), job);
+    REQUIRE_FALSE(report.ok());
+    CHECK(report.status().code() == ErrorCode::kUnsupported);
+    CHECK_THAT(report.status().message(), Catch::Contains("r.yaml:7") &&
+                                              Catch::Contains("pad_to_multiple_of"));
+    CHECK_FALSE(fs::exists(dir.Join("out")));
+  }
+}
+
 TEST_CASE("merge job: the seed is recorded in the model card", "[merge][job]") {
   TempDir dir;
   Tiny(dir.Join("m1"), 0);
