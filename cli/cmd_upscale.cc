@@ -325,24 +325,10 @@ int RunUpscale(const UpscaleCmdOptions& options, std::ostream& out, std::ostream
   if (bar) bar->Finish();
   if (remove_intermediates) fs::remove_all(job.intermediate_dir, ec);
 
-  const auto print_warnings = [&](const std::vector<std::string>& warnings) {
-    for (const std::string& w : warnings) {
-      if (w.find(": warning: ") != std::string::npos) {
-        err << w << "\n";
-      } else {
-        err << "alloy: warning: " << w << "\n";
-      }
-    }
-  };
   if (!report.ok()) {
-    print_warnings(warnings_on_error);
-    if (job.execute.cancel->load()) {
-      err << "alloy: interrupted; the partial output was removed\n";
-      return ToInt(ExitCode::kInterrupted);
-    }
-    return ReportError(report.status(), err);
+    return ReportFailure(report.status(), warnings_on_error, job.execute.cancel->load(), err);
   }
-  print_warnings(report->warnings);
+  ReportWarnings(report->warnings, err);
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const merge::DocumentReport* final_doc =

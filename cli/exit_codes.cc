@@ -24,4 +24,24 @@ int ReportError(const formats::Status& status, std::ostream& err) {
   return ToInt(ExitCodeFor(status));
 }
 
+void ReportWarnings(const std::vector<std::string>& warnings, std::ostream& err) {
+  for (const std::string& w : warnings) {
+    if (w.find(": warning: ") != std::string::npos) {
+      err << w << "\n";
+    } else {
+      err << "alloy: warning: " << w << "\n";
+    }
+  }
+}
+
+int ReportFailure(const formats::Status& status, const std::vector<std::string>& warnings,
+                  bool interrupted, std::ostream& err) {
+  ReportWarnings(warnings, err);
+  if (interrupted) {
+    err << "alloy: interrupted; the partial output was removed\n";
+    return ToInt(ExitCode::kInterrupted);
+  }
+  return ReportError(status, err);
+}
+
 }  // namespace alloy::cli

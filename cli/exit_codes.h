@@ -4,6 +4,8 @@
 #pragma once
 
 #include <ostream>
+#include <string>
+#include <vector>
 
 #include "formats/status.h"
 
@@ -25,5 +27,14 @@ ExitCode ExitCodeFor(const formats::Status& status);
 
 // Prints "alloy: error: <message>" to `err` and returns the exit code.
 int ReportError(const formats::Status& status, std::ostream& err);
+
+// Prints each warning on its own line: as it is when it already says
+// "<file>:<line>:<col>: warning: ...", else after "alloy: warning: ".
+void ReportWarnings(const std::vector<std::string>& warnings, std::ostream& err);
+
+// The end of a failed merge job: its warnings, then "interrupted" (exit 130)
+// when `interrupted`, else the error.
+int ReportFailure(const formats::Status& status, const std::vector<std::string>& warnings,
+                  bool interrupted, std::ostream& err);
 
 }  // namespace alloy::cli

@@ -88,40 +88,51 @@ void WeightedDeltaSumOnBase(std::span<const std::span<const float>> xs, std::spa
   });
 }
 
-DotSums ComputeDotSums(std::span<const float> a, std::span<const float> b) noexcept {
-  DotSums sums;
-  Dispatch([&](auto) ALLOY_LAMBDA_INLINE {
-    // Accumulators local to the ISA clone, so they live in registers and the
-    // lane loop vectorizes (captured ones would be memory and scalar).
-    constexpr size_t kLanes = 8;
-    double aa[kLanes] = {}, bb[kLanes] = {}, ab[kLanes] = {};
-    const float* __restrict x = a.data();
-    const float* __restrict y = b.data();
-    const size_t n = a.size();
-    size_t i = 0;
-    for (; i + kLanes <= n; i += kLanes) {
-      for (size_t j = 0; j < kLanes; ++j) {
-        const double u = static_cast<double>(x[i + j]);
-        const double v = static_cast<double>(y[i + j]);
-        aa[j] += u * u;
-        bb[j] += v * v;
-        ab[j] += u * v;
-      }
-    }
-    for (size_t j = 0; i < n; ++i, ++j) {  // the tail continues the lanes
-      const double u = static_cast<double>(x[i]);
-      const double v = static_cast<double>(y[i]);
+namespace {
+
+// Σ a·b (and, with kAll, Σ a² and Σ b²) over 8 interleaved float64 lanes,
+// combined in lane order. Called inside an ISA clone, whose local
+// accumulators stay in registers so the lane loop vectorizes.
+template <bool kAll>
+ALLOY_INLINE DotSums DotLanes(const float* __restrict x, const float* __restrict y,
+                              size_t n) noexcept {
+  constexpr size_t kLanes = 8;
+  double aa[kLanes] = {}, bb[kLanes] = {}, ab[kLanes] = {};
+  auto add = [&](size_t j, float xf, float yf) ALLOY_LAMBDA_INLINE {
+    const double u = static_cast<double>(xf);
+    const double v = static_cast<double>(yf);
+    if constexpr (kAll) {
       aa[j] += u * u;
       bb[j] += v * v;
-      ab[j] += u * v;
     }
-    for (size_t j = 0; j < kLanes; ++j) {
-      sums.aa += aa[j];
-      sums.bb += bb[j];
-      sums.ab += ab[j];
-    }
-  });
+    ab[j] += u * v;
+  };
+  size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (size_t j = 0; j < kLanes; ++j) add(j, x[i + j], y[i + j]);
+  }
+  for (size_t j = 0; i < n; ++i, ++j) add(j, x[i], y[i]);  // the tail continues the lanes
+  DotSums sums;
+  for (size_t j = 0; j < kLanes; ++j) {
+    sums.aa += aa[j];
+    sums.bb += bb[j];
+    sums.ab += ab[j];
+  }
   return sums;
+}
+
+}  // namespace
+
+DotSums ComputeDotSums(std::span<const float> a, std::span<const float> b) noexcept {
+  DotSums sums;
+  Dispatch([&](auto) ALLOY_LAMBDA_INLINE { sums = DotLanes<true>(a.data(), b.data(), a.size()); });
+  return sums;
+}
+
+double ComputeDot(std::span<const float> a, std::span<const float> b) noexcept {
+  double dot = 0;
+  Dispatch([&](auto) ALLOY_LAMBDA_INLINE { dot = DotLanes<false>(a.data(), b.data(), a.size()).ab; });
+  return dot;
 }
 
 void AddBaseScaled(std::span<const float> base, double lambda, std::span<double> acc) noexcept {

@@ -43,6 +43,8 @@ struct DotSums {
   double aa = 0, bb = 0, ab = 0;
 };
 DotSums ComputeDotSums(std::span<const float> a, std::span<const float> b) noexcept;
+// Σ a·b alone, with the same lanes: equal to ComputeDotSums(a, b).ab.
+double ComputeDot(std::span<const float> a, std::span<const float> b) noexcept;
 
 // out[i] = x[i] − base[i] in float32 (a task vector). out may alias x.
 void Subtract(std::span<const float> x, std::span<const float> base, std::span<float> out) noexcept;

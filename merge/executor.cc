@@ -411,7 +411,10 @@ formats::Result<MergeReport> ExecutePlan(const MergePlan& plan,
       infos.push_back(info);
       report.bytes_read += info->nbytes;
     }
-    if (t.copy_only || (t.nbytes > 0 && method->CopiesInput(t))) {
+    // A raw copy skips decoding, so it cannot apply the recipe's dtype rounding.
+    const bool raw_copy = t.nbytes > 0 && method->CopiesInput(t) &&
+                          (!shared.input_cast || *shared.input_cast == t.inputs[0].input_dtype);
+    if (t.copy_only || raw_copy) {
       ALLOY_RETURN_IF_ERROR(CopyTensor(*srcs[0], *infos[0], sink, idx, shared));
       ++report.n_copied;
     } else if (t.nbytes > 0) {

@@ -136,18 +136,9 @@ class LoraSource final : public formats::TensorSource {
     const Entry& e = EntryOf(info);
     if (e.origin == Origin::kBase) return base_->View(*e.base);
     if (e.origin == Origin::kReplaced) return adapter_->tensors().View(*e.replacement);
-    // A computed tensor has no bytes on disk: compute it whole, kept until Release.
-    std::lock_guard<std::mutex> lock(view_mu_);
-    std::vector<uint8_t>& bytes = views_[info.name];
-    if (bytes.size() != info.nbytes) {
-      bytes.resize(info.nbytes);
-      Status st = ReadDelta(e, 0, bytes);
-      if (!st.ok()) {
-        views_.erase(info.name);
-        return st;
-      }
-    }
-    return std::span<const uint8_t>(bytes);
+    return Status::Unsupported(name_ + ": tensor '" + info.name +
+                               "' is computed from a LoRA adapter and has no bytes to map; "
+                               "read it with Read");
   }
 
   Status Read(const TensorInfo& info, uint64_t offset, std::span<uint8_t> out) const override {
@@ -164,12 +155,8 @@ class LoraSource final : public formats::TensorSource {
     const Entry& e = EntryOf(info);
     if (e.origin == Origin::kReplaced) {
       adapter_->tensors().Release(*e.replacement, offset, len);
-      return;
-    }
-    base_->Release(*e.base, offset, len);
-    if (e.origin == Origin::kDelta && offset == 0 && len >= info.nbytes) {
-      std::lock_guard<std::mutex> lock(view_mu_);
-      views_.erase(info.name);
+    } else {
+      base_->Release(*e.base, offset, len);
     }
   }
 
@@ -270,8 +257,6 @@ class LoraSource final : public formats::TensorSource {
   std::map<std::string, size_t, std::less<>> index_;
   mutable std::mutex factors_mu_;
   mutable std::deque<std::pair<const LoraDelta*, std::shared_ptr<const Factors>>> factors_;
-  std::mutex view_mu_;
-  std::map<std::string, std::vector<uint8_t>, std::less<>> views_;
 };
 
 }  // namespace

@@ -6,7 +6,9 @@
 //   for exactly the bytes asked for and rounded once to the base tensor's
 //   dtype — what mergekit's merge_and_unload copy holds, without the copy;
 // * a `modules_to_save` tensor reads as the adapter's full tensor.
-// Only the current tensors' factors are kept in memory (a few MiB).
+// Only the current tensors' factors are kept in memory (a few MiB). A
+// computed tensor cannot be mapped: View() is kUnsupported for it, Read()
+// is the way in (what the executor uses).
 //
 // Thread safety: all methods may be called concurrently (TensorSource).
 #pragma once

@@ -1,5 +1,6 @@
 #include "merge/model_opener.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <system_error>
 
@@ -26,8 +27,11 @@ formats::Result<std::string> DiskModelOpener::Resolve(const std::string& path,
   if (!revision.empty()) {
     std::error_code exists_ec;
     if (std::filesystem::exists(path, exists_ec)) {
-      warnings_.push_back("model '" + text + "': revision '" + revision +
-                          "' is ignored for the local path " + path);
+      const std::string w = "model '" + text + "': revision '" + revision +
+                            "' is ignored for the local path " + path;
+      if (std::find(warnings_.begin(), warnings_.end(), w) == warnings_.end()) {
+        warnings_.push_back(w);
+      }
     } else {
       spelled += "@" + revision;
     }

@@ -29,7 +29,7 @@ std::string IdentityOf(const OpenedModel& m) { return m.identity.empty() ? m.dir
 
 // Slices change which layer sits where: per-layer config entries follow.
 // `layer_types` (sliding/full attention per layer) is rebuilt from each output
-// layer's source layer; `max_window_layers` equal to the donor's layer count
+// layer's source layer (left out when a source's list does not cover it); `max_window_layers` equal to the donor's layer count
 // (every layer) becomes the new count; any other value cannot be carried over
 // and is left as it is, with a warning (methods-beyond.md §3.1).
 void Planner::RewritePerLayerConfig(nlohmann::json& section, bool text, int64_t donor_layers) {
@@ -39,14 +39,16 @@ void Planner::RewritePerLayerConfig(nlohmann::json& section, bool text, int64_t 
       const nlohmann::json* src = Section(configs_, model, text);
       if (src == nullptr || !src->contains("layer_types") || !(*src)["layer_types"].is_array() ||
           static_cast<int64_t>((*src)["layer_types"].size()) <= layer) {
+        // A list of the wrong length makes transformers refuse the config.
         plan_.warnings.push_back("config.json: `layer_types` of " + Quote(Name(model)) +
                                  " does not cover layer " + std::to_string(layer) +
-                                 "; the output keeps the config donor's list");
-        return;
+                                 "; the output config leaves `layer_types` out");
+        section.erase("layer_types");
+        break;
       }
       types.push_back((*src)["layer_types"][static_cast<size_t>(layer)]);
     }
-    section["layer_types"] = std::move(types);
+    if (section.contains("layer_types")) section["layer_types"] = std::move(types);
   }
   if (section.contains("max_window_layers") && section["max_window_layers"].is_number_integer()) {
     if (section["max_window_layers"].get<int64_t>() == donor_layers) {

@@ -46,16 +46,13 @@ double RowKl(const float* f, const float* b, size_t len) {
 class ArceeFusion final : public MergeMethod {
  public:
   Status Check(const MergePlan&, const PlannedTensor& t) const override {
-    const std::string missing = MissingBase(t);
-    return missing.empty() ? Status::OK() : Status::InvalidArgument(missing);
+    return RequireBase(t);
   }
 
   Status Merge(TensorPass& pass) override {
     const size_t base = static_cast<size_t>(pass.base_input());
     if (pass.num_inputs() == 1) {  // only the base
-      return pass.EmitElementwise([&](const Chunk& c, std::span<double> out) {
-        for (size_t j = 0; j < c.size; ++j) out[j] = static_cast<double>(c.inputs[0][j]);
-      });
+      return EmitInput(pass, 0);
     }
     const size_t other = base == 0 ? 1 : 0;
     pass.AlignChunksToRows();

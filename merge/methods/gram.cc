@@ -3,6 +3,7 @@
 #include <mutex>
 
 #include "kernels/blend.h"
+#include "merge/methods/methods.h"
 
 namespace alloy::merge::methods {
 
@@ -34,7 +35,7 @@ void GramMethod::AddGram(const Chunk& c, size_t begin, size_t len, double* out) 
     const std::span<const float> vi(VectorOf(c, i, begin, len), len);
     for (size_t j = i; j < n; ++j) {
       const std::span<const float> vj(j == i ? vi.data() : VectorOf(c, j, begin, len), len);
-      const double dot = kernels::ComputeDotSums(vi, vj).ab;
+      const double dot = kernels::ComputeDot(vi, vj);
       out[i * n + j] += dot;
       if (j != i) out[j * n + i] += dot;
     }
@@ -72,10 +73,7 @@ void GramMethod::EmitRange(const Chunk& c, size_t begin, size_t len, const Combi
 Status GramMethod::Merge(TensorPass& pass) {
   ALLOY_ASSIGN_OR_RETURN(layout_, Vectors(pass));
   if (layout_.passthrough >= 0) {
-    const size_t in = static_cast<size_t>(layout_.passthrough);
-    return pass.EmitElementwise([&](const Chunk& c, std::span<double> out) {
-      for (size_t j = 0; j < c.size; ++j) out[j] = static_cast<double>(c.inputs[in][j]);
-    });
+    return EmitInput(pass, static_cast<size_t>(layout_.passthrough));
   }
   const size_t n = layout_.vectors.size();
   if (layout_.per_row) pass.AlignChunksToRows();
@@ -97,8 +95,10 @@ Status GramMethod::Merge(TensorPass& pass) {
 
   // Per row: each chunk holds whole rows (AlignChunksToRows).
   const size_t row = static_cast<size_t>(pass.row_len());
+  // The error of the lowest failing row, whatever thread meets it first.
   std::mutex mu;
   Status first_error;
+  uint64_t error_at = UINT64_MAX;
   ALLOY_RETURN_IF_ERROR(pass.Emit([&](const Chunk& c, std::span<double> out) {
     std::vector<double> g(n * n);
     for (size_t begin = 0; begin < c.size; begin += row) {
@@ -107,7 +107,10 @@ Status GramMethod::Merge(TensorPass& pass) {
       formats::Result<Combination> comb = Combine(tensor, Sum(g.data(), 1));
       if (!comb.ok()) {
         std::lock_guard<std::mutex> lock(mu);
-        if (first_error.ok()) first_error = comb.status();
+        if (c.begin + begin < error_at) {
+          error_at = c.begin + begin;
+          first_error = comb.status();
+        }
         std::fill(out.begin() + static_cast<ptrdiff_t>(begin),
                   out.begin() + static_cast<ptrdiff_t>(begin + row), 0.0);
         continue;

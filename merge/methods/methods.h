@@ -48,7 +48,11 @@ double Param(const ParamValues& params, std::string_view name);
 // "model '<reference as written>'" for messages.
 std::string ModelName(const MergePlan& plan, const PlannedInput& input);
 
-// The error text when no input of t is the base (methods that need one), else "".
-std::string MissingBase(const PlannedTensor& t);
+// kInvalidArgument naming the tensor when no input of t is the base (for
+// methods that need one), else OK.
+formats::Status RequireBase(const PlannedTensor& t);
+
+// Emits input `index` unchanged (a lone input a method returns as it is).
+formats::Status EmitInput(TensorPass& pass, size_t index);
 
 }  // namespace alloy::merge::methods

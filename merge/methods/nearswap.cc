@@ -12,8 +12,7 @@ namespace {
 class Nearswap final : public MergeMethod {
  public:
   formats::Status Check(const MergePlan&, const PlannedTensor& t) const override {
-    const std::string missing = MissingBase(t);
-    return missing.empty() ? formats::Status::OK() : formats::Status::InvalidArgument(missing);
+    return RequireBase(t);
   }
 
   formats::Status Merge(TensorPass& pass) override {
@@ -21,9 +20,7 @@ class Nearswap final : public MergeMethod {
     const size_t base = static_cast<size_t>(pass.base_input());
     const float step = static_cast<float>(Param(t.params, "t"));
     if (pass.num_inputs() == 1) {  // only the base: itself
-      return pass.EmitElementwise([&](const Chunk& c, std::span<double> out) {
-        for (size_t j = 0; j < c.size; ++j) out[j] = static_cast<double>(c.inputs[0][j]);
-      });
+      return EmitInput(pass, 0);
     }
     const size_t other = base == 0 ? 1 : 0;
     return pass.EmitElementwise([&](const Chunk& c, std::span<double> out) {

@@ -32,8 +32,7 @@ class Ram final : public MergeMethod {
   explicit Ram(bool plus) : plus_(plus) {}
 
   formats::Status Check(const MergePlan&, const PlannedTensor& t) const override {
-    const std::string missing = MissingBase(t);
-    return missing.empty() ? formats::Status::OK() : formats::Status::InvalidArgument(missing);
+    return RequireBase(t);
   }
 
   formats::Status Merge(TensorPass& pass) override {

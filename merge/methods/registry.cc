@@ -18,12 +18,20 @@ std::string ModelName(const MergePlan& plan, const PlannedInput& input) {
   return name;
 }
 
-std::string MissingBase(const PlannedTensor& t) {
+formats::Status RequireBase(const PlannedTensor& t) {
   for (const PlannedInput& in : t.inputs) {
-    if (in.is_base) return "";
+    if (in.is_base) return formats::Status::OK();
   }
-  return t.method + ": tensor '" + t.output_name + "' is missing from the base model, which " +
-         t.method + " requires";
+  return formats::Status::InvalidArgument(t.method + ": tensor '" + t.output_name +
+                                          "' is missing from the base model, which " + t.method +
+                                          " requires");
+}
+
+formats::Status EmitInput(TensorPass& pass, size_t index) {
+  return pass.EmitElementwise([index](const Chunk& c, std::span<double> out) {
+    const float* x = c.inputs[index];
+    for (size_t j = 0; j < c.size; ++j) out[j] = static_cast<double>(x[j]);
+  });
 }
 
 }  // namespace methods

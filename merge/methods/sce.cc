@@ -42,8 +42,7 @@ enum class MaskMode : uint8_t { kAll, kNone, kTopK };
 class Sce final : public MergeMethod {
  public:
   formats::Status Check(const MergePlan&, const PlannedTensor& t) const override {
-    const std::string missing = MissingBase(t);
-    return missing.empty() ? formats::Status::OK() : formats::Status::InvalidArgument(missing);
+    return RequireBase(t);
   }
 
   formats::Status Merge(TensorPass& pass) override {

@@ -23,9 +23,7 @@ class Slerp final : public MergeMethod {
   formats::Status Merge(TensorPass& pass) override {
     const PlannedTensor& t = pass.tensor();
     if (pass.num_inputs() == 1) {  // a lone input is returned unchanged
-      return pass.EmitElementwise([&](const Chunk& c, std::span<double> out) {
-        for (size_t j = 0; j < c.size; ++j) out[j] = static_cast<double>(c.inputs[0][j]);
-      });
+      return EmitInput(pass, 0);
     }
     // The planner gives exactly the base and one other input (Decision (i):
     // the first source when the base is outside the slice).

@@ -84,6 +84,24 @@ class Nuslerp final : public GramMethod {
 // ---- multislerp (§1.7) ----
 
 class Multislerp final : public GramMethod {
+ public:
+  Status Check(const MergePlan&, const PlannedTensor& t) const override {
+    if (Param(t.params, "normalize_weights") == 0) return Status::OK();
+    double sum = 0;
+    size_t others = 0;
+    for (const PlannedInput& in : t.inputs) {
+      if (in.is_base) continue;
+      sum += Param(in.params, "weight");
+      ++others;
+    }
+    if (others > 1 && sum == 0) {
+      return Status::InvalidArgument("multislerp: the weights of tensor '" + t.output_name +
+                                     "' sum to 0, and normalize_weights divides by that sum; "
+                                     "change the weights or set `normalize_weights: false`");
+    }
+    return Status::OK();
+  }
+
  protected:
   Result<Layout> Vectors(const TensorPass& pass) override {
     const PlannedTensor& t = pass.tensor();
@@ -234,8 +252,7 @@ class Karcher final : public GramMethod {
 class ModelStock final : public GramMethod {
  public:
   Status Check(const MergePlan&, const PlannedTensor& t) const override {
-    const std::string missing = MissingBase(t);
-    if (!missing.empty()) return Status::InvalidArgument(missing);
+    ALLOY_RETURN_IF_ERROR(RequireBase(t));
     if (t.inputs.size() == 2) {
       return Status::InvalidArgument(
           "model_stock: tensor '" + t.output_name +

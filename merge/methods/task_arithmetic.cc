@@ -122,8 +122,7 @@ class GeneralizedTaskArithmetic final : public MergeMethod {
   // The settings mergekit crashes on or silently zeroes, from the parameters
   // and the tensor's shape alone.
   Status Check(const MergePlan& plan, const PlannedTensor& t) const override {
-    const std::string missing = MissingBase(t);
-    if (!missing.empty()) return Status::InvalidArgument(missing);
+    ALLOY_RETURN_IF_ERROR(RequireBase(t));
     uint64_t n = 1;
     for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
     const uint64_t row = t.shape.empty() ? 1 : static_cast<uint64_t>(t.shape.back());

@@ -130,6 +130,7 @@ TEST_CASE("ComputeDotSums equals its lane contract", "[kernels]") {
     CHECK(SameBits(got.aa, want.aa));
     CHECK(SameBits(got.bb, want.bb));
     CHECK(SameBits(got.ab, want.ab));
+    CHECK(SameBits(ComputeDot(a, b), want.ab));
   }
 }
 
