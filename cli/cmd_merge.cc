@@ -62,8 +62,7 @@ CLI::App* SetupMerge(CLI::App& app, MergeCmdOptions& options) {
       "Methods: linear, task_arithmetic, ties, dare_ties, dare_linear, breadcrumbs,\n"
       "breadcrumbs_ties, della, della_linear, sce, ram, ramplus_tl, slerp, nearswap,\n"
       "passthrough, nuslerp, multislerp, karcher, model_stock, arcee_fusion. See\n"
-      "docs/merge.md and "
-      "docs/recipes.md.\n"
+      "docs/merge.md and docs/recipes.md.\n"
       "Exit codes: 0 ok, 1 internal error, 2 bad recipe or input, 3 I/O failure, 130 interrupted.");
   return cmd;
 }

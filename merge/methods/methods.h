@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "merge/executor.h"
@@ -51,6 +52,9 @@ std::string ModelName(const MergePlan& plan, const PlannedInput& input);
 // kInvalidArgument naming the tensor when no input of t is the base (for
 // methods that need one), else OK.
 formats::Status RequireBase(const PlannedTensor& t);
+
+// The indices of the inputs that are not the base, in recipe order.
+std::vector<size_t> NonBaseInputs(const TensorPass& pass);
 
 // Emits input `index` unchanged (a lone input a method returns as it is).
 formats::Status EmitInput(TensorPass& pass, size_t index);

@@ -38,10 +38,7 @@ class Ram final : public MergeMethod {
   formats::Status Merge(TensorPass& pass) override {
     const PlannedTensor& t = pass.tensor();
     base_ = static_cast<size_t>(pass.base_input());
-    others_.clear();
-    for (size_t i = 0; i < pass.num_inputs(); ++i) {
-      if (i != base_) others_.push_back(i);
-    }
+    others_ = NonBaseInputs(pass);
     eps_ = static_cast<float>(Param(t.params, "epsilon"));
     lambda_.assign(others_.size(), 1.0);
     if (plus_ && !others_.empty()) ALLOY_RETURN_IF_ERROR(ComputeLambdas(pass));

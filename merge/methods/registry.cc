@@ -27,6 +27,14 @@ formats::Status RequireBase(const PlannedTensor& t) {
                                           " requires");
 }
 
+std::vector<size_t> NonBaseInputs(const TensorPass& pass) {
+  std::vector<size_t> out;
+  for (size_t i = 0; i < pass.num_inputs(); ++i) {
+    if (static_cast<int>(i) != pass.base_input()) out.push_back(i);
+  }
+  return out;
+}
+
 formats::Status EmitInput(TensorPass& pass, size_t index) {
   return pass.EmitElementwise([index](const Chunk& c, std::span<double> out) {
     const float* x = c.inputs[index];

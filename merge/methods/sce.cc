@@ -48,10 +48,7 @@ class Sce final : public MergeMethod {
   formats::Status Merge(TensorPass& pass) override {
     const PlannedTensor& t = pass.tensor();
     base_ = static_cast<size_t>(pass.base_input());
-    others_.clear();
-    for (size_t i = 0; i < pass.num_inputs(); ++i) {
-      if (i != base_) others_.push_back(i);
-    }
+    others_ = NonBaseInputs(pass);
     if (others_.empty()) {  // mergekit: no task vectors → the base
       return pass.Emit([&](const Chunk& c, std::span<double> out) {
         const float* b = c.inputs[base_];

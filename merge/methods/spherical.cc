@@ -25,13 +25,6 @@ double Dot(const Gram& g, const std::vector<double>& x, const std::vector<double
   return s;
 }
 
-std::vector<size_t> NonBase(const TensorPass& pass) {
-  std::vector<size_t> out;
-  for (size_t i = 0; i < pass.num_inputs(); ++i) {
-    if (static_cast<int>(i) != pass.base_input()) out.push_back(i);
-  }
-  return out;
-}
 
 // ---- nuslerp (§1.6) ----
 
@@ -40,7 +33,7 @@ class Nuslerp final : public GramMethod {
   Result<Layout> Vectors(const TensorPass& pass) override {
     const PlannedTensor& t = pass.tensor();
     Layout layout;
-    layout.vectors = NonBase(pass);
+    layout.vectors = NonBaseInputs(pass);
     layout.base = pass.base_input();
     if (layout.vectors.size() == 1) {  // one model present: itself
       layout.passthrough = static_cast<int>(layout.vectors[0]);
@@ -106,7 +99,7 @@ class Multislerp final : public GramMethod {
   Result<Layout> Vectors(const TensorPass& pass) override {
     const PlannedTensor& t = pass.tensor();
     Layout layout;
-    layout.vectors = NonBase(pass);
+    layout.vectors = NonBaseInputs(pass);
     layout.base = pass.base_input();
     if (layout.vectors.size() == 1) {  // returned unchanged, base not added
       layout.passthrough = static_cast<int>(layout.vectors[0]);
@@ -266,7 +259,7 @@ class ModelStock final : public GramMethod {
     const PlannedTensor& t = pass.tensor();
     Layout layout;
     layout.base = pass.base_input();
-    layout.vectors = NonBase(pass);
+    layout.vectors = NonBaseInputs(pass);
     if (layout.vectors.empty()) {  // only the base
       layout.passthrough = layout.base;
       return layout;

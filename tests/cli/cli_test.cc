@@ -12,6 +12,7 @@
 #include "examples/tiny_models.h"
 #include "formats/file_util.h"
 #include "tests/testing/safetensors_builder.h"
+#include "tests/cli/cli_test_support.h"
 #include "tests/testing/temp_dir.h"
 
 namespace alloy::cli {
@@ -19,41 +20,11 @@ namespace {
 
 using testing::TempDir;
 
-struct Run {
-  int code = -1;
-  std::string out, err;
-};
+using testing_support::Binary;
+using testing_support::Run;
 
-Run Inspect(InspectOptions options) {
-  std::ostringstream out, err;
-  Run r;
-  r.code = RunInspect(options, out, err);
-  r.out = out.str();
-  r.err = err.str();
-  return r;
-}
-
-Run Convert(ConvertCmdOptions options) {
-  std::ostringstream out, err;
-  Run r;
-  r.code = RunConvert(options, out, err);
-  r.out = out.str();
-  r.err = err.str();
-  return r;
-}
-
-// Runs the real binary with `args`; returns its exit code and stderr.
-Run Binary(const std::string& args, const TempDir& dir) {
-  const std::string err_path = dir.Join("stderr.txt");
-  const std::string cmd = std::string(ALLOY_BINARY) + " " + args + " >" + dir.Join("stdout.txt") +
-                          " 2>" + err_path;
-  const int status = std::system(cmd.c_str());
-  Run r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = testing::ReadFileBytes(dir.Join("stdout.txt"));
-  r.err = testing::ReadFileBytes(err_path);
-  return r;
-}
+Run Inspect(InspectOptions options) { return testing_support::RunCommand(RunInspect, options); }
+Run Convert(ConvertCmdOptions options) { return testing_support::RunCommand(RunConvert, options); }
 
 std::string WriteTiny(const TempDir& dir, examples::Family family, const std::string& name) {
   auto spec = examples::TinyModelPreset("tiny", family);

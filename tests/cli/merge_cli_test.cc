@@ -14,6 +14,7 @@
 #include "cli/cmd_merge.h"
 #include "examples/tiny_models.h"
 #include "formats/file_util.h"
+#include "tests/cli/cli_test_support.h"
 #include "tests/testing/temp_dir.h"
 
 namespace alloy::cli {
@@ -22,34 +23,11 @@ namespace {
 namespace fs = std::filesystem;
 using testing::TempDir;
 
-struct Run {
-  int code = -1;
-  std::string out, err;
-};
+using testing_support::Binary;
+using testing_support::Q;
+using testing_support::Run;
 
-// Runs `alloy <args>`; stdout and stderr go to files in `dir`.
-Run Binary(const std::string& args, const TempDir& dir) {
-  const std::string cmd = std::string(ALLOY_BINARY) + " " + args + " >" +
-                          dir.Join("stdout.txt") + " 2>" + dir.Join("stderr.txt");
-  const int status = std::system(cmd.c_str());
-  Run r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = testing::ReadFileBytes(dir.Join("stdout.txt"));
-  r.err = testing::ReadFileBytes(dir.Join("stderr.txt"));
-  return r;
-}
-
-Run Merge(const MergeCmdOptions& options) {
-  std::ostringstream out, err;
-  Run r;
-  r.code = RunMerge(options, out, err);
-  r.out = out.str();
-  r.err = err.str();
-  return r;
-}
-
-// Single-quoted for the shell.
-std::string Q(const std::string& s) { return "'" + s + "'"; }
+Run Merge(const MergeCmdOptions& options) { return testing_support::RunCommand(RunMerge, options); }
 
 // Two tiny llama models (base m0, fine-tune m1) and a task_arithmetic recipe
 // over them at dir/r.yaml; `extra` is appended to the recipe.

@@ -23,6 +23,7 @@
 #include "kernels/convert.h"
 #include "merge/model_info.h"
 #include "merge/recipe.h"
+#include "tests/cli/cli_test_support.h"
 #include "tests/testing/temp_dir.h"
 
 namespace alloy::cli {
@@ -31,34 +32,13 @@ namespace {
 namespace fs = std::filesystem;
 using testing::TempDir;
 
-struct Run {
-  int code = -1;
-  std::string out, err;
-};
-
-// Runs `alloy <args>`; stdout and stderr go to files in `dir`.
-Run Binary(const std::string& args, const TempDir& dir) {
-  const std::string cmd = std::string(ALLOY_BINARY) + " " + args + " >" +
-                          dir.Join("stdout.txt") + " 2>" + dir.Join("stderr.txt");
-  const int status = std::system(cmd.c_str());
-  Run r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = testing::ReadFileBytes(dir.Join("stdout.txt"));
-  r.err = testing::ReadFileBytes(dir.Join("stderr.txt"));
-  return r;
-}
+using testing_support::Binary;
+using testing_support::Q;
+using testing_support::Run;
 
 Run Upscale(const UpscaleCmdOptions& options) {
-  std::ostringstream out, err;
-  Run r;
-  r.code = RunUpscale(options, out, err);
-  r.out = out.str();
-  r.err = err.str();
-  return r;
+  return testing_support::RunCommand(RunUpscale, options);
 }
-
-// Single-quoted for the shell.
-std::string Q(const std::string& s) { return "'" + s + "'"; }
 
 // An 8-layer tiny llama (bf16) at dir/m.
 std::string EightLayerModel(const TempDir& dir) {

@@ -85,4 +85,20 @@ std::string FileBytes(const std::string& file) {
   return alloy::testing::ReadFileBytes(file);
 }
 
+void CheckThreadsAgree(const alloy::testing::TempDir& dir, const std::vector<std::string>& recipes,
+                       const std::vector<MiniModel>& models, const std::string& prefix) {
+  for (size_t idx = 0; idx < recipes.size(); ++idx) {
+    CAPTURE(recipes[idx]);
+    std::string bytes[2];
+    for (int threads : {1, 2}) {
+      const std::string out = prefix + std::to_string(idx) + "-t" + std::to_string(threads);
+      auto got = RunRecipe(dir, recipes[idx], models, {.threads = threads, .out_name = out});
+      INFO(got.status.ToString());
+      REQUIRE(got.status.ok());
+      bytes[threads - 1] = FileBytes(got.out_dir + "/model.safetensors");
+    }
+    CHECK(bytes[0] == bytes[1]);
+  }
+}
+
 }  // namespace alloy::merge::testing_support

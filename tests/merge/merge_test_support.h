@@ -60,4 +60,9 @@ MergeOutput RunRecipe(const alloy::testing::TempDir& dir, std::string recipe,
 // The raw bytes of `file` (whole file), for byte-identity checks.
 std::string FileBytes(const std::string& file);
 
+// Runs every recipe at --threads 1 and 2 (outputs <prefix><i>-t1/-t2 under
+// dir) and checks that model.safetensors is byte-identical.
+void CheckThreadsAgree(const alloy::testing::TempDir& dir, const std::vector<std::string>& recipes,
+                       const std::vector<MiniModel>& models, const std::string& prefix);
+
 }  // namespace alloy::merge::testing_support

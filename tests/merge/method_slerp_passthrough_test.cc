@@ -217,25 +217,12 @@ TEST_CASE("slerp, nearswap, passthrough: threads 1 and 2 write the same bytes",
     b[i] = std::cos(0.0007f * static_cast<float>(i)) * 0.5f;
   }
   const std::vector<MiniModel> models = {OneTensorModel("a", a), OneTensorModel("b", b)};
-  const std::string recipes[] = {
+  const std::vector<std::string> recipes = {
       TwoModelRecipe("slerp", "t: 0.35"),
       TwoModelRecipe("nearswap", "t: 0.01"),
       "merge_method: passthrough\nmodels:\n  - model: $D/b\n    parameters: {scale: 0.5}\n",
   };
-  int idx = 0;
-  for (const std::string& recipe : recipes) {
-    CAPTURE(recipe);
-    std::string bytes[2];
-    for (int threads : {1, 2}) {
-      const std::string out = "r" + std::to_string(idx) + "-t" + std::to_string(threads);
-      auto got = RunRecipe(dir, recipe, models, {.threads = threads, .out_name = out});
-      INFO(got.status.ToString());
-      REQUIRE(got.status.ok());
-      bytes[threads - 1] = FileBytes(got.out_dir + "/model.safetensors");
-    }
-    CHECK(bytes[0] == bytes[1]);
-    ++idx;
-  }
+  testing_support::CheckThreadsAgree(dir, recipes, models, "r");
 }
 
 }  // namespace

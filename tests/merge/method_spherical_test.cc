@@ -299,7 +299,7 @@ TEST_CASE("nuslerp, multislerp, karcher, model_stock: threads 1 and 2 write the 
     models.push_back(OneTensorModel("m" + std::to_string(m), v, {16, static_cast<int64_t>(n / 16)}));
   }
   const std::string four = Models({"m0", "m1", "m2", "m3"}, {"weight: 0.1", "weight: 0.2", "weight: 0.3", "weight: 0.4"});
-  const std::string recipes[] = {
+  const std::vector<std::string> recipes = {
       "merge_method: nuslerp\n" + Models({"m1", "m2"}, {"weight: 0.3", "weight: 0.7"}),
       "merge_method: nuslerp\nparameters: {nuslerp_flatten: false}\n" +
           Models({"m1", "m2"}, {"weight: 0.3", "weight: 0.7"}),
@@ -310,20 +310,7 @@ TEST_CASE("nuslerp, multislerp, karcher, model_stock: threads 1 and 2 write the 
       "merge_method: model_stock\nbase_model: $D/m0\n" + Models({"m0", "m1", "m2", "m3"}, {"", "", "", ""}),
       "merge_method: arcee_fusion\nbase_model: $D/m0\n" + Models({"m0", "m1"}, {"", ""}),
   };
-  int idx = 0;
-  for (const std::string& recipe : recipes) {
-    CAPTURE(recipe);
-    std::string bytes[2];
-    for (int threads : {1, 2}) {
-      const std::string out = "s" + std::to_string(idx) + "-t" + std::to_string(threads);
-      auto got = RunRecipe(dir, recipe, models, {.threads = threads, .out_name = out});
-      INFO(got.status.ToString());
-      REQUIRE(got.status.ok());
-      bytes[threads - 1] = FileBytes(got.out_dir + "/model.safetensors");
-    }
-    CHECK(bytes[0] == bytes[1]);
-    ++idx;
-  }
+  testing_support::CheckThreadsAgree(dir, recipes, models, "s");
 }
 
 }  // namespace

@@ -1,0 +1,46 @@
+// Shared pieces of the cli tests: a command's exit code and output, run in
+// process through its Run* function or as the built binary (ALLOY_BINARY).
+#pragma once
+
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <sstream>
+#include <string>
+
+#include "tests/testing/temp_dir.h"
+
+namespace alloy::cli::testing_support {
+
+struct Run {
+  int code = -1;
+  std::string out, err;
+};
+
+// Calls run(options, out, err) (RunMerge, RunConvert, ...) and captures it.
+template <typename RunFn, typename Options>
+Run RunCommand(RunFn run, const Options& options) {
+  std::ostringstream out, err;
+  Run r;
+  r.code = run(options, out, err);
+  r.out = out.str();
+  r.err = err.str();
+  return r;
+}
+
+// Runs `alloy <args>`; stdout and stderr go to files in `dir`.
+inline Run Binary(const std::string& args, const alloy::testing::TempDir& dir) {
+  const std::string cmd = std::string(ALLOY_BINARY) + " " + args + " >" +
+                          dir.Join("stdout.txt") + " 2>" + dir.Join("stderr.txt");
+  const int status = std::system(cmd.c_str());
+  Run r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = alloy::testing::ReadFileBytes(dir.Join("stdout.txt"));
+  r.err = alloy::testing::ReadFileBytes(dir.Join("stderr.txt"));
+  return r;
+}
+
+// Single-quoted for the shell.
+inline std::string Q(const std::string& s) { return "'" + s + "'"; }
+
+}  // namespace alloy::cli::testing_support
