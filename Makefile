@@ -9,14 +9,18 @@ CMAKE_ARGS ?=
 DEBIAN_PACKAGES := cmake make g++ libeigen3-dev libcli11-dev catch2 \
                    libyaml-cpp-dev nlohmann-json3-dev time
 
-.PHONY: all deps build test test-asan demo bench clean help
+# Wanted by the HTML report tests (headless Chromium); installed when possible,
+# and those tests are skipped with a message where it cannot be.
+TEST_PACKAGES := chromium
+
+.PHONY: all deps test-deps build test test-asan demo bench clean help
 
 all: build
 
 help:
 	@echo "make deps       install missing Debian packages (apt-get; root or sudo)"
 	@echo "make build      Release build into $(BUILD)/"
-	@echo "make test       deps + build + the whole test suite (ctest)"
+	@echo "make test       deps + build + the whole test suite (ctest; installs chromium for the HTML tests when it can)"
 	@echo "make test-asan  the suite under AddressSanitizer + UBSan ($(ASAN_BUILD)/)"
 	@echo "make demo       deps + build + tiny example models + example runs"
 	@echo "make bench      benchmarks; figures go to docs/PERFORMANCE.md"
@@ -33,15 +37,24 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "deps: all Debian packages present"; fi
 
+test-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  echo "test-deps: installing chromium (for the HTML report tests)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  ( $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends $(TEST_PACKAGES) ) >/dev/null 2>&1 || \
+	  echo "test-deps: chromium could not be installed; the HTML rendering tests will be skipped"; \
+	fi
+
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
 # Runs every test; prints one 'N passed, N failed' line; fails if any failed.
-test: build
+test: build test-deps
 	@scripts/run_ctest.sh $(BUILD) $(JOBS)
 
-test-asan: deps
+test-asan: deps test-deps
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DALLOY_SANITIZE=address,undefined $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)

@@ -14,7 +14,7 @@
 # parallel floor (BENCH_FLOOR=sequential switches it).
 #
 # Environment: BENCH_OUT (default <repo>/bench-out), BENCH_RUNS (default 3),
-# BENCH_ONLY (a space-separated subset of: convert merge upscale),
+# BENCH_ONLY (a space-separated subset of: convert merge upscale compare),
 # BENCH_DOC (default <repo>/docs/PERFORMANCE.md), BENCH_FLOOR (parallel | sequential),
 # BENCH_STRICT=1 (exit 3 on a MISS).
 set -euo pipefail
@@ -362,11 +362,68 @@ EOF
   log "upscale: floor $p s; alloy $a s; ratio $ratio, peak RSS $rss MiB: $verdict"
 }
 
+# ---- alloy compare: two models, every weight figure ----
+
+bench_compare() {
+  local a_dir=$OUT/llama-ft1 b_dir=$BASE tfile runlog
+  local floor_s=() alloy_s=() alloy_kib=() i json s kib
+  "$ALLOY" compare --help >/dev/null 2>&1 || { log "compare: 'alloy compare' is not built; skipped"; return; }
+  local cmd=("$ALLOY" compare "$a_dir" "$b_dir" --quiet)
+  local floor_cmd=("$FLOOR" --threads "$(nproc)" "$a_dir" "$b_dir")
+  tfile=$(mktemp) runlog=$(mktemp)
+  for ((i = 1; i <= RUNS; i++)); do
+    json=$("${floor_cmd[@]}") || die "io_floor failed"
+    floor_s+=("$(json_field seconds <<<"$json")")
+    if ! "$TIME" -f '%e %M' -o "$tfile" "${cmd[@]}" >"$runlog" 2>&1; then
+      cat "$runlog" >&2
+      die "alloy compare failed: ${cmd[*]} ($(head -1 "$tfile"))"
+    fi
+    read -r s kib <"$tfile"
+    alloy_s+=("$s") alloy_kib+=("$kib")
+    log "compare run $i/$RUNS: read floor ${floor_s[-1]} s; alloy $s s, peak RSS $((kib / 1024)) MiB"
+  done
+  rm -f "$tfile" "$runlog"
+  local f a k ratio rss verdict body
+  f=$(printf '%s\n' "${floor_s[@]}" | median)
+  a=$(printf '%s\n' "${alloy_s[@]}" | median)
+  k=$(printf '%s\n' "${alloy_kib[@]}" | median)
+  ratio=$(awk -v a="$a" -v f="$f" 'BEGIN {printf "%.2f", a / f}')
+  rss=$(awk -v k="$k" 'BEGIN {printf "%.0f", k / 1024}')
+  if awk -v r="$ratio" 'BEGIN {exit !(r <= 1.3)}'; then
+    verdict=PASS
+  else
+    verdict=MISS MISSES=$((MISSES + 1))
+  fi
+  body=$(mktemp)
+  cat >"$body" <<EOF
+<!-- bench:compare:begin -->
+## alloy compare (two Llama-3.2-1B-shaped models, bf16)
+
+Measured $(date -u '+%Y-%m-%d %H:%M UTC') on $(machine); $RUNS interleaved runs, medians.
+
+* Floor: \`io_floor --threads $(nproc) $(rel "$a_dir") $(rel "$b_dir")\` (stream-read both models, one
+  thread per core, nothing written).
+* alloy: \`alloy compare $(rel "$a_dir") $(rel "$b_dir") --quiet\` (cosine, relative L2, max |A − B|
+  and sign agreement of every tensor).
+
+| | read floor | alloy | alloy / floor | peak RSS | target | result |
+|---|---|---|---|---|---|---|
+| compare | $f s | $a s | ${ratio}× | $rss MiB | ≤ 1.3× floor | **$verdict** |
+
+Per run (s): floor ${floor_s[*]}; alloy ${alloy_s[*]}.
+<!-- bench:compare:end -->
+EOF
+  write_section compare "$body"
+  rm -f "$body"
+  log "compare: read floor $f s; alloy $a s; ratio $ratio, peak RSS $rss MiB: $verdict"
+}
+
 wants() { [[ -z ${BENCH_ONLY:-} || " $BENCH_ONLY " == *" $1 "* ]]; }
 
 if wants convert; then bench_convert; fi
 if wants merge; then bench_merge; fi
 if wants upscale; then bench_upscale; fi
+if wants compare; then bench_compare; fi
 
 if ((MISSES > 0)) && [[ ${BENCH_STRICT:-0} == 1 ]]; then exit 3; fi
 exit 0

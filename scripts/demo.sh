@@ -93,4 +93,9 @@ step "9. the same recipe gives the same bytes at any thread count"
 cmp "$out/merged-ties/model.safetensors" "$out/merged-ties-1t/model.safetensors"
 echo "--threads 1 and all cores: model.safetensors is byte-identical"
 
+step "10. alloy compare: how the TIES merge relates to its parents, and where the fine-tunes conflict"
+"$alloy" compare "$m/llama-ft1" "$m/llama-ft2" "$out/merged-ties" --base "$m/llama-base" \
+  --metric tau_cosine --top 3 --html "$out/compare.html" --json "$out/compare.json"
+echo "open $out/compare.html in a browser for heatmaps, charts and the sortable tensor table"
+
 step "done: outputs are in $out/"

@@ -38,19 +38,22 @@ MiniModel OneTensorModel(const std::string& name, const std::vector<float>& valu
   return m;
 }
 
+std::string WriteMiniModel(const alloy::testing::TempDir& dir, const MiniModel& m) {
+  const std::string path = dir.Join(m.name);
+  std::filesystem::create_directories(path);
+  alloy::testing::WriteFileBytes(
+      path + "/config.json",
+      "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+      "\"num_hidden_layers\": " + std::to_string(m.layers) + ", \"torch_dtype\": \"float32\"}\n");
+  if (!std::filesystem::exists(path + "/model.safetensors")) {
+    alloy::testing::WriteSafetensorsFixture(path + "/model.safetensors", m.tensors);
+  }
+  return path;
+}
+
 MergeOutput RunRecipe(const alloy::testing::TempDir& dir, std::string recipe,
                       const std::vector<MiniModel>& models, const RunOptions& options) {
-  for (const MiniModel& m : models) {
-    const std::string path = dir.Join(m.name);
-    std::filesystem::create_directories(path);
-    alloy::testing::WriteFileBytes(
-        path + "/config.json",
-        "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
-        "\"num_hidden_layers\": " + std::to_string(m.layers) + ", \"torch_dtype\": \"float32\"}\n");
-    if (!std::filesystem::exists(path + "/model.safetensors")) {
-      alloy::testing::WriteSafetensorsFixture(path + "/model.safetensors", m.tensors);
-    }
-  }
+  for (const MiniModel& m : models) WriteMiniModel(dir, m);
   for (size_t pos = 0; (pos = recipe.find("$D", pos)) != std::string::npos;) {
     recipe.replace(pos, 2, dir.path());
   }

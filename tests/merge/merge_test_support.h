@@ -37,6 +37,10 @@ inline constexpr const char* kLayerWeight = "model.layers.0.mlp.down_proj.weight
 MiniModel OneTensorModel(const std::string& name, const std::vector<float>& values,
                          std::vector<int64_t> shape = {});
 
+// Writes `m` under dir (once: an existing model.safetensors is kept) and
+// returns its directory.
+std::string WriteMiniModel(const alloy::testing::TempDir& dir, const MiniModel& m);
+
 struct MergeOutput {
   formats::Status status;
   std::string out_dir;

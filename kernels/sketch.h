@@ -1,0 +1,60 @@
+// RowSketch: the top singular values of a rows × cols matrix that is streamed
+// by rows, several times, with a randomized range finder (Halko, Martinsson &
+// Tropp 2011, algorithm 4.4: subspace iteration with re-orthonormalization).
+//
+// Passes (num_passes() = 2 + 2·power_iters), each feeding every row once, in
+// increasing row order:
+//   pass 0:            Y = A·Ω        (Ω: cols × l Gaussian, l = k + oversample,
+//                                      drawn from the counter-based generator)
+//                      Q = orth(Y)
+//   per power iter:    Z = Aᵀ·Q, Z = orth(Z);  Y = A·Z, Q = orth(Y)
+//   last pass:         B = Qᵀ·A       (l × cols), σ = singular values of B
+// Memory: O((rows + cols) · l) float64, independent of how rows are fed.
+//
+// Determinism: for a given sequence of AddRows calls (same row blocks), the
+// result is bit-identical at any thread count: work inside AddRows is split
+// at fixed boundaries and every sum runs in a fixed order.
+//
+// Thread safety: one thread calls a RowSketch at a time; it parallelizes
+// internally through kernels/parallel.h.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+namespace alloy::kernels {
+
+struct SketchOptions {
+  size_t rank = 16;        // k: singular values wanted
+  size_t oversample = 8;   // p: extra sketch columns (l = k + p, capped at min(rows, cols))
+  int power_iters = 1;     // q
+  uint64_t seed = 0;       // key of Ω
+};
+
+class RowSketch {
+ public:
+  RowSketch(uint64_t rows, uint64_t cols, const SketchOptions& options);
+  ~RowSketch();
+  RowSketch(const RowSketch&) = delete;
+  RowSketch& operator=(const RowSketch&) = delete;
+
+  int num_passes() const;
+  // Feeds rows [first_row, first_row + n_rows) for `pass` (row-major,
+  // n_rows × cols). REQUIRES: passes in order 0, 1, ...; within a pass, rows
+  // in increasing order without gaps, each exactly once.
+  void AddRows(int pass, uint64_t first_row, size_t n_rows, std::span<const float> rows);
+  // Ends `pass` (orthonormalizes, or computes the singular values after the last).
+  void FinishPass(int pass);
+  // After the last FinishPass: the min(k, rows, cols) largest singular values,
+  // descending.
+  std::vector<double> SingularValues() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace alloy::kernels
