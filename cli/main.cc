@@ -6,6 +6,7 @@
 #include "cli/cmd_compare.h"
 #include "cli/cmd_convert.h"
 #include "cli/cmd_inspect.h"
+#include "cli/cmd_lora.h"
 #include "cli/cmd_merge.h"
 #include "cli/cmd_upscale.h"
 #include "cli/exit_codes.h"
@@ -13,7 +14,8 @@
 int main(int argc, char** argv) {
   using alloy::cli::ExitCode;
   CLI::App app{
-      "alloy: merge, upscale, convert, compare and inspect large language model checkpoints.\n"
+      "alloy: merge, upscale, convert, compare and inspect large language model checkpoints\n"
+      "and LoRA adapters.\n"
       "Docs: docs/ in the source tree (one guide per command)."};
   app.name("alloy");
   app.set_version_flag("--version", std::string("alloy ") + ALLOY_VERSION);
@@ -25,12 +27,14 @@ int main(int argc, char** argv) {
   alloy::cli::MergeCmdOptions merge;
   alloy::cli::UpscaleCmdOptions upscale;
   alloy::cli::CompareCmdOptions compare;
+  alloy::cli::LoraCmdOptions lora;
   compare.command = alloy::cli::ShellJoin(argc, argv);
   CLI::App* inspect_cmd = alloy::cli::SetupInspect(app, inspect);
   CLI::App* convert_cmd = alloy::cli::SetupConvert(app, convert);
   CLI::App* merge_cmd = alloy::cli::SetupMerge(app, merge);
   CLI::App* upscale_cmd = alloy::cli::SetupUpscale(app, upscale);
   CLI::App* compare_cmd = alloy::cli::SetupCompare(app, compare);
+  CLI::App* lora_inspect_cmd = alloy::cli::SetupLora(app, lora);
 
   try {
     app.parse(argc, argv);
@@ -51,6 +55,7 @@ int main(int argc, char** argv) {
     if (merge_cmd->parsed()) return alloy::cli::RunMerge(merge, std::cout, std::cerr);
     if (upscale_cmd->parsed()) return alloy::cli::RunUpscale(upscale, std::cout, std::cerr);
     if (compare_cmd->parsed()) return alloy::cli::RunCompare(compare, std::cout, std::cerr);
+    if (lora_inspect_cmd->parsed()) return alloy::cli::RunLoraInspect(lora, std::cout, std::cerr);
   } catch (const std::bad_alloc&) {
     std::cerr << "alloy: error: out of memory\n";
     return alloy::cli::ToInt(ExitCode::kInternal);

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <span>
+#include <vector>
 
 namespace alloy::kernels {
 
@@ -16,5 +17,14 @@ namespace alloy::kernels {
 // REQUIRES: r holds l.size() rows of `stride` elements past the segment start.
 void LowRankRow(std::span<const double> l, const double* r, size_t stride,
                 std::span<double> out) noexcept;
+
+// The singular values of the product L·R, descending, where L is m × k and
+// R is k × n (row-major, float64): exact up to rounding, from thin QR
+// factorizations L = Q_l·R_l and Rᵀ = Q_r·R_r and the SVD of the k × k core
+// R_l·R_rᵀ, so the cost is O((m + n)·k²) whatever m and n are. Returns
+// min(k, m, n) values (fewer than k when m or n is smaller).
+// REQUIRES: l.size() == m·k, r.size() == k·n.
+std::vector<double> LowRankSingularValues(std::span<const double> l, size_t m,
+                                          std::span<const double> r, size_t k, size_t n);
 
 }  // namespace alloy::kernels
