@@ -224,7 +224,8 @@ CLI::App* SetupCompare(CLI::App& app, CompareCmdOptions& options) {
       "  alloy compare ./ft-a ./ft-b --base ./base --html report.html   # where do they conflict?\n"
       "  alloy compare ./ft --base ./base --rank 16 --tensors 'self_attn' --json ft.json\n"
       "Tensors missing from a model, or with other shapes, are listed, not fatal. Figures are\n"
-      "explained in docs/compare.md. Exit codes: 0 ok, 2 bad input, 3 I/O failure.");
+      "explained in docs/compare.md. Exit codes: 0 ok, 2 bad input, 3 I/O failure, 130\n"
+      "interrupted.");
   return cmd;
 }
 
@@ -254,6 +255,32 @@ int RunCompare(const CompareCmdOptions& options, std::ostream& out, std::ostream
                        err);
   }
 
+  // The table's series, checked before anything is read: labels follow from
+  // the model count alone.
+  size_t series = 0;
+  if (!options.series.empty() && metric != metrics.end()) {
+    CompareReport shape;
+    for (size_t i = 0; i < options.models.size(); ++i) {
+      shape.labels.push_back(std::string(1, static_cast<char>('A' + i)));
+      for (size_t j = i + 1; j < options.models.size(); ++j) shape.pairs.emplace_back(i, j);
+    }
+    std::string labels;
+    bool found = false;
+    for (size_t s = 0; s < shape.SeriesCount(metric->series); ++s) {
+      labels += (labels.empty() ? "" : ", ") + shape.SeriesLabel(metric->series, s);
+      if (shape.SeriesLabel(metric->series, s) == options.series) {
+        series = s;
+        found = true;
+      }
+    }
+    if (!found) {
+      return ReportError(Status::InvalidArgument("--series '" + options.series + "' is not a " +
+                                                 "series of " + metric->key + "; choose one of: " +
+                                                 labels),
+                         err);
+    }
+  }
+
   // Output paths are checked before the (possibly long) comparison runs.
   for (const std::string* path : {&options.json_path, &options.csv_path, &options.html_path}) {
     if (path->empty()) continue;
@@ -279,25 +306,6 @@ int RunCompare(const CompareCmdOptions& options, std::ostream& out, std::ostream
   const CompareReport& r = *report;
   ALLOY_CHECK(metric != metrics.end());
   ReportWarnings(r.warnings, err);
-
-  size_t series = 0;
-  if (!options.series.empty()) {
-    std::string labels;
-    bool found = false;
-    for (size_t s = 0; s < r.SeriesCount(metric->series); ++s) {
-      labels += (labels.empty() ? "" : ", ") + r.SeriesLabel(metric->series, s);
-      if (r.SeriesLabel(metric->series, s) == options.series) {
-        series = s;
-        found = true;
-      }
-    }
-    if (!found) {
-      return ReportError(Status::InvalidArgument("--series '" + options.series + "' is not a " +
-                                                 "series of " + metric->key + "; choose one of: " +
-                                                 labels),
-                         err);
-    }
-  }
 
   const std::string command = options.command.empty() ? "alloy compare" : options.command;
   nlohmann::json json;

@@ -7,7 +7,8 @@
 // reduce fixed chunks and combine the partials in chunk order get the same
 // figures at any thread count. Integer counts may be combined in any order.
 //
-// Pure span functions, vectorized for the running CPU (runtime dispatch).
+// Pure span functions; the floating sums are vectorized for the running CPU
+// (runtime dispatch), the counters and the histogram are plain loops.
 #pragma once
 
 #include <cstddef>

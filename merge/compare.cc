@@ -36,6 +36,15 @@ void Grow(std::vector<T>& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
 
+// max that keeps a NaN (std::max drops one in its second argument), so a
+// tensor holding NaN reports max |A − B| as undefined instead of a smaller
+// finite value.
+double MaxKeepNaN(double a, double b) {
+  if (std::isnan(a)) return a;
+  return std::isnan(b) || b > a ? b : a;
+}
+
+
 // Where each sum of a chunk lives in the flat per-chunk records.
 struct Layout {
   size_t n_models = 0;
@@ -70,6 +79,8 @@ struct SlotBuffers {
   std::vector<std::vector<float>> tau;    // per model: one tile
   std::vector<uint64_t> hist_count;       // per model × kAbsBins
   std::vector<uint64_t> hist_low;
+  std::vector<std::span<const float>> x;  // per input: the decoded tile
+  std::vector<const float*> taus;         // per model: the task-vector tile
   bool hist_dirty = false;
 };
 
@@ -154,7 +165,9 @@ class Comparer {
           mismatch.dtypes.push_back(infos[i] ? std::string(formats::DTypeName(infos[i]->dtype)) : "");
           (infos[i] ? present : absent).push_back(i);
           if (infos[i] && infos[i]->shape != t.shape) same_shape = false;
-          if (infos[i] && !CanDecode(infos[i]->dtype)) decodable = false;
+          if (infos[i] && !(formats::IsConvertibleFloat(infos[i]->dtype) && CanDecode(infos[i]->dtype))) {
+            decodable = false;
+          }
         }
         if (!absent.empty()) {
           mismatch.reason = "only in " + JoinLabels(labels, present);
@@ -177,90 +190,109 @@ class Comparer {
     return plan;
   }
 
-  // One streaming pass over a tensor: per-chunk sums, combined in chunk order.
+  // One streaming pass over a tensor: per-chunk sums, folded in chunk order
+  // wave by wave.
   Status CompareTensor(const std::vector<const TensorInfo*>& infos, TensorSums* out) {
     const uint64_t numel = infos[0]->numel();
     const size_t n_chunks = static_cast<size_t>((numel + kChunkElems - 1) / kChunkElems);
-    Grow(doubles_, n_chunks * layout_.n_doubles);
-    Grow(ints_, n_chunks * layout_.n_ints);
-    Grow(maxima_, n_chunks * std::max<size_t>(layout_.n_pairs, 1));
-    std::vector<Status> statuses(n_chunks);
-    kernels::ParallelForChunks(n_chunks, 1, [&](size_t chunk, size_t, size_t) {
-      SlotBuffers& buf = slots_[static_cast<size_t>(kernels::ThreadIndex())];
-      statuses[chunk] = CompareChunk(infos, chunk, numel, buf);
-    });
-    for (const Status& st : statuses) ALLOY_RETURN_IF_ERROR(st);
-
-    const Layout& L = layout_;
+    const Layout& lay = layout_;
+    const size_t n_max = std::max<size_t>(lay.n_pairs, 1);
+    // Partials are kept for one wave of chunks at a time and folded in chunk
+    // order, so their memory does not grow with the tensor.
+    const size_t wave = std::max<size_t>(options_.wave_chunks, 1);
+    Grow(doubles_, wave * lay.n_doubles);
+    Grow(ints_, wave * lay.n_ints);
+    Grow(maxima_, wave * n_max);
+    // Every worker's scratch is sized here, outside the parallel region (an
+    // allocation failure there could not be reported).
+    for (SlotBuffers& buf : slots_) SizeSlot(infos, buf);
     TensorSums& s = *out;
     s.numel = numel;
     s.n_tensors = 1;
-    s.sq.assign(L.n_models, 0.0);
-    s.pairs.assign(L.n_pairs, PairSums{});
-    if (L.base) {
-      s.tau_sq.assign(L.n_models, 0.0);
-      s.tau_pairs.assign(L.n_pairs, TaskPairSums{});
+    s.sq.assign(lay.n_models, 0.0);
+    s.pairs.assign(lay.n_pairs, PairSums{});
+    if (lay.base) {
+      s.tau_sq.assign(lay.n_models, 0.0);
+      s.tau_pairs.assign(lay.n_pairs, TaskPairSums{});
     }
-    for (size_t c = 0; c < n_chunks; ++c) {
-      const double* d = &doubles_[c * L.n_doubles];
-      const uint64_t* n = &ints_[c * L.n_ints];
-      const double* mx = &maxima_[c * std::max<size_t>(L.n_pairs, 1)];
-      for (size_t i = 0; i < L.n_models; ++i) s.sq[i] += d[L.sq + i];
-      for (size_t p = 0; p < L.n_pairs; ++p) {
-        s.pairs[p].dot += d[L.ab + p];
-        s.pairs[p].diff_sq += d[L.dd + p];
-        s.pairs[p].max_abs_diff = std::max(s.pairs[p].max_abs_diff, mx[p]);
-        s.pairs[p].same_sign += n[L.same + p];
+    std::vector<Status> statuses(wave);
+    for (size_t first = 0; first < n_chunks; first += wave) {
+      const size_t len = std::min(wave, n_chunks - first);
+      kernels::ParallelForChunks(len, 1, [&](size_t j, size_t, size_t) {
+        SlotBuffers& buf = slots_[static_cast<size_t>(kernels::ThreadIndex())];
+        statuses[j] = CompareChunk(infos, first + j, j, numel, buf);
+      });
+      for (size_t j = 0; j < len; ++j) ALLOY_RETURN_IF_ERROR(statuses[j]);
+      for (size_t c = 0; c < len; ++c) {
+        const double* d = &doubles_[c * lay.n_doubles];
+        const uint64_t* n = &ints_[c * lay.n_ints];
+        const double* mx = &maxima_[c * n_max];
+        for (size_t i = 0; i < lay.n_models; ++i) s.sq[i] += d[lay.sq + i];
+        for (size_t p = 0; p < lay.n_pairs; ++p) {
+          s.pairs[p].dot += d[lay.ab + p];
+          s.pairs[p].diff_sq += d[lay.dd + p];
+          s.pairs[p].max_abs_diff = MaxKeepNaN(s.pairs[p].max_abs_diff, mx[p]);
+          s.pairs[p].same_sign += n[lay.same + p];
+        }
+        if (!lay.base) continue;
+        s.base_sq += d[lay.base_sq];
+        for (size_t i = 0; i < lay.n_models; ++i) s.tau_sq[i] += d[lay.tau_sq + i];
+        for (size_t p = 0; p < lay.n_pairs; ++p) {
+          s.tau_pairs[p].dot += d[lay.tau_ab + p];
+          s.tau_pairs[p].both_nonzero += n[lay.both + p];
+          s.tau_pairs[p].opposite += n[lay.opp + p];
+        }
+        s.multi_nonzero += n[lay.multi];
+        s.mixed_sign += n[lay.mixed];
       }
-      if (!L.base) continue;
-      s.base_sq += d[L.base_sq];
-      for (size_t i = 0; i < L.n_models; ++i) s.tau_sq[i] += d[L.tau_sq + i];
-      for (size_t p = 0; p < L.n_pairs; ++p) {
-        s.tau_pairs[p].dot += d[L.tau_ab + p];
-        s.tau_pairs[p].both_nonzero += n[L.both + p];
-        s.tau_pairs[p].opposite += n[L.opp + p];
-      }
-      s.multi_nonzero += n[L.multi];
-      s.mixed_sign += n[L.mixed];
     }
-    if (L.base) TopMasses(&s);
+    if (lay.base) TopMasses(&s);
     return Status::OK();
   }
 
-  Status CompareChunk(const std::vector<const TensorInfo*>& infos, size_t chunk, uint64_t numel,
-                      SlotBuffers& buf) {
-    if (options_.cancel && options_.cancel->load(std::memory_order_relaxed)) {
-      return Status::IoError("interrupted");
-    }
-    const Layout& L = layout_;
-    const uint64_t begin = static_cast<uint64_t>(chunk) * kChunkElems;
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(numel - begin, kChunkElems));
+  void SizeSlot(const std::vector<const TensorInfo*>& infos, SlotBuffers& buf) {
     const size_t n_in = n_inputs();
     if (buf.raw.size() < n_in) buf.raw.resize(n_in);
     if (buf.f32.size() < n_in) buf.f32.resize(n_in);
-    if (buf.tau.size() < L.n_models) buf.tau.resize(L.n_models);
+    if (buf.tau.size() < layout_.n_models) buf.tau.resize(layout_.n_models);
+    buf.x.resize(n_in);
+    buf.taus.resize(layout_.n_models);
+    for (size_t i = 0; i < n_in; ++i) {
+      Grow(buf.raw[i], kChunkElems * ElementBytes(infos[i]->dtype));
+      Grow(buf.f32[i], kTileElems);
+    }
+    if (layout_.base) {
+      for (size_t i = 0; i < layout_.n_models; ++i) Grow(buf.tau[i], kTileElems);
+      Grow(buf.hist_count, layout_.n_models * kernels::kAbsBins);
+      Grow(buf.hist_low, layout_.n_models * kernels::kAbsBins);
+    }
+  }
+
+  // Chunk `chunk` of the tensor into partial slot `j` of the wave.
+  Status CompareChunk(const std::vector<const TensorInfo*>& infos, size_t chunk, size_t j,
+                      uint64_t numel, SlotBuffers& buf) {
+    if (options_.cancel && options_.cancel->load(std::memory_order_relaxed)) {
+      return Status::IoError("interrupted");
+    }
+    const Layout& lay = layout_;
+    const uint64_t begin = static_cast<uint64_t>(chunk) * kChunkElems;
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(numel - begin, kChunkElems));
+    const size_t n_in = n_inputs();
     for (size_t i = 0; i < n_in; ++i) {
       const size_t elem = ElementBytes(infos[i]->dtype);
-      Grow(buf.raw[i], kChunkElems * elem);
-      Grow(buf.f32[i], kTileElems);
       ALLOY_RETURN_IF_ERROR(sources_[i]->Read(*infos[i], begin * elem,
                                               std::span<uint8_t>(buf.raw[i].data(), n * elem)));
     }
-    if (L.base) {
-      for (size_t i = 0; i < L.n_models; ++i) Grow(buf.tau[i], kTileElems);
-      Grow(buf.hist_count, L.n_models * kernels::kAbsBins);
-      Grow(buf.hist_low, L.n_models * kernels::kAbsBins);
-      buf.hist_dirty = true;
-    }
+    if (lay.base) buf.hist_dirty = true;
 
-    double* d = &doubles_[chunk * L.n_doubles];
-    uint64_t* cnt = &ints_[chunk * L.n_ints];
-    double* mx = &maxima_[chunk * std::max<size_t>(L.n_pairs, 1)];
-    std::fill(d, d + L.n_doubles, 0.0);
-    std::fill(cnt, cnt + L.n_ints, uint64_t{0});
-    std::fill(mx, mx + L.n_pairs, 0.0);
-    std::vector<const float*> taus(L.n_models);
-    std::vector<std::span<const float>> x(n_in);
+    double* d = &doubles_[j * lay.n_doubles];
+    uint64_t* cnt = &ints_[j * lay.n_ints];
+    double* mx = &maxima_[j * std::max<size_t>(lay.n_pairs, 1)];
+    std::fill(d, d + lay.n_doubles, 0.0);
+    std::fill(cnt, cnt + lay.n_ints, uint64_t{0});
+    std::fill(mx, mx + lay.n_pairs, 0.0);
+    std::vector<const float*>& taus = buf.taus;
+    std::vector<std::span<const float>>& x = buf.x;
     for (size_t t = 0; t < n; t += kTileElems) {
       const size_t len = std::min(kTileElems, n - t);
       for (size_t i = 0; i < n_in; ++i) {
@@ -269,40 +301,40 @@ class Comparer {
                     std::span<float>(buf.f32[i].data(), len));
         x[i] = std::span<const float>(buf.f32[i].data(), len);
       }
-      if (L.n_pairs == 0) d[L.sq] += kernels::SumSquares(x[0]);
-      for (size_t p = 0; p < L.n_pairs; ++p) {
+      if (lay.n_pairs == 0) d[lay.sq] += kernels::SumSquares(x[0]);
+      for (size_t p = 0; p < lay.n_pairs; ++p) {
         const auto [a, b] = report_.pairs[p];
         const kernels::PairStats ps = kernels::ComparePair(x[a], x[b]);
         // Σx² of every model comes with the pairs (0, i), the first ones.
         if (a == 0) {
-          if (b == 1) d[L.sq] += ps.aa;
-          d[L.sq + b] += ps.bb;
+          if (b == 1) d[lay.sq] += ps.aa;
+          d[lay.sq + b] += ps.bb;
         }
-        d[L.ab + p] += ps.ab;
-        d[L.dd + p] += ps.dd;
-        mx[p] = std::max(mx[p], ps.max_abs_diff);
-        cnt[L.same + p] += ps.same_sign;
+        d[lay.ab + p] += ps.ab;
+        d[lay.dd + p] += ps.dd;
+        mx[p] = MaxKeepNaN(mx[p], ps.max_abs_diff);
+        cnt[lay.same + p] += ps.same_sign;
       }
-      if (!L.base) continue;
-      const std::span<const float> base = x[L.n_models];
-      d[L.base_sq] += kernels::SumSquares(base);
-      for (size_t i = 0; i < L.n_models; ++i) {
+      if (!lay.base) continue;
+      const std::span<const float> base = x[lay.n_models];
+      d[lay.base_sq] += kernels::SumSquares(base);
+      for (size_t i = 0; i < lay.n_models; ++i) {
         const std::span<float> tau(buf.tau[i].data(), len);
         kernels::Subtract(x[i], base, tau);
         taus[i] = tau.data();
-        d[L.tau_sq + i] += kernels::SumSquares(tau);
+        d[lay.tau_sq + i] += kernels::SumSquares(tau);
         kernels::AddAbsHistogram(tau, &buf.hist_count[i * kernels::kAbsBins],
                                  &buf.hist_low[i * kernels::kAbsBins]);
       }
-      for (size_t p = 0; p < L.n_pairs; ++p) {
+      for (size_t p = 0; p < lay.n_pairs; ++p) {
         const auto [a, b] = report_.pairs[p];
         const kernels::TaskPairStats ts = kernels::CompareTaskPair(
             std::span<const float>(taus[a], len), std::span<const float>(taus[b], len));
-        d[L.tau_ab + p] += ts.ab;
-        cnt[L.both + p] += ts.both_nonzero;
-        cnt[L.opp + p] += ts.opposite;
+        d[lay.tau_ab + p] += ts.ab;
+        cnt[lay.both + p] += ts.both_nonzero;
+        cnt[lay.opp + p] += ts.opposite;
       }
-      if (L.n_models >= 3) kernels::CountMixedSigns(taus, len, &cnt[L.multi], &cnt[L.mixed]);
+      if (lay.n_models >= 3) kernels::CountMixedSigns(taus, len, &cnt[lay.multi], &cnt[lay.mixed]);
     }
     return Status::OK();
   }
@@ -377,8 +409,9 @@ class Comparer {
         sum_sq += sigma * sigma;
       }
       const double fro = s->tau_sq[i];
-      s->rank[i].effective_rank = fro > 0 ? sum * sum / fro : std::nan("");
-      s->rank[i].energy_top_k = fro > 0 ? std::min(1.0, sum_sq / fro) : std::nan("");
+      // A zero task vector (a frozen tensor) has rank 0, and its top k hold all of it.
+      s->rank[i].effective_rank = fro > 0 ? sum * sum / fro : 0.0;
+      s->rank[i].energy_top_k = fro > 0 ? std::min(1.0, sum_sq / fro) : 1.0;
     }
     return Status::OK();
   }

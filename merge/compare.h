@@ -5,9 +5,9 @@
 // fixed chunks, decoded to float32, and reduced into float64 sums per chunk;
 // the chunk sums are combined in chunk order, so every figure is
 // bit-identical at any thread count. Memory: a chunk per model and thread,
-// plus one 64 Ki-bin magnitude histogram per model and thread when a base is
-// given. The optional spectrum (`rank`) streams each 2-D task vector a few
-// more times (kernels/sketch.h).
+// the sums of one wave of 256 chunks, plus one 32 Ki-bin magnitude histogram
+// per model and thread when a base is given. The optional spectrum (`rank`)
+// streams each 2-D task vector a few more times (kernels/sketch.h).
 //
 // Figures are derived from the sums (TensorSums) by the metric table
 // (CompareMetrics), so a cell of the layer × module table is computed from the
@@ -155,6 +155,9 @@ struct CompareOptions {
   std::string tensor_regex;  // ECMAScript, searched in each name; "" = all
   int rank = 0;              // top-k spectrum of 2-D task vectors (needs a base); 0 = off
   int threads = 0;           // 0 = all cores; figures do not depend on it
+  // Chunks (of 64 Ki elements) whose sums are held at once before they are
+  // folded in order: memory against synchronization. Figures do not depend on it.
+  size_t wave_chunks = 256;
   CompareProgressFn progress;
   const std::atomic<bool>* cancel = nullptr;  // stops with kIoError "interrupted"
 };

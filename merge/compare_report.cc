@@ -98,7 +98,9 @@ void TensorSums::Add(const TensorSums& o) {
   AddVector<PairSums>(pairs, o.pairs, [](PairSums& a, const PairSums& b) {
     a.dot += b.dot;
     a.diff_sq += b.diff_sq;
-    a.max_abs_diff = std::max(a.max_abs_diff, b.max_abs_diff);
+    a.max_abs_diff = std::isnan(a.max_abs_diff) || b.max_abs_diff <= a.max_abs_diff
+                         ? a.max_abs_diff
+                         : b.max_abs_diff;  // NaN wins, as per tensor
     a.same_sign += b.same_sign;
   });
   AddVector<double>(tau_sq, o.tau_sq, [](double& a, const double& b) { a += b; });

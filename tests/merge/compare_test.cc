@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include "tests/merge/merge_test_support.h"
+#include "tests/testing/writer_fixtures.h"
 
 namespace alloy::merge {
 namespace {
@@ -53,8 +54,9 @@ double Value(const CompareReport& r, const std::string& key, size_t tensor, size
 }
 
 CompareReport Compare(const std::vector<std::string>& models, std::optional<std::string> base = {},
-                      int threads = 1, int rank = 0, std::string regex = "") {
+                      int threads = 1, int rank = 0, std::string regex = "", size_t wave = 256) {
   CompareOptions options;
+  options.wave_chunks = wave;
   options.models = models;
   options.base = std::move(base);
   options.threads = threads;
@@ -179,7 +181,7 @@ TEST_CASE("compare task vector figures against a base", "[compare]") {
 
 TEST_CASE("compare figures do not depend on the thread count", "[compare]") {
   alloy::testing::TempDir dir;
-  const size_t n = 300001;
+  const size_t n = 300001;  // 5 chunks
   const std::vector<float> base = Normals(n, 7);
   std::vector<float> m1 = Normals(n, 8), m2 = Normals(n, 9);
   const std::string pbase = WriteMiniModel(dir, Model("base", {{kW, base}}));
@@ -188,6 +190,9 @@ TEST_CASE("compare figures do not depend on the thread count", "[compare]") {
   const nlohmann::json one = CompareReportJson(Compare({p1, p2}, pbase, 1), "");
   const nlohmann::json two = CompareReportJson(Compare({p1, p2}, pbase, 2), "");
   CHECK(one.dump() == two.dump());
+  // Nor on how many chunks are reduced before they are folded.
+  const nlohmann::json waves = CompareReportJson(Compare({p1, p2}, pbase, 2, 0, "", 2), "");
+  CHECK(one.dump() == waves.dump());
 }
 
 TEST_CASE("compare --rank gives the rank of a task vector with equal singular values", "[compare]") {
@@ -316,6 +321,39 @@ TEST_CASE("compare refuses what it cannot do with a hint", "[compare]") {
   CompareOptions missing;
   missing.models = {pa, dir.Join("nope")};
   CHECK(run(missing).code() == formats::ErrorCode::kNotFound);
+}
+
+TEST_CASE("compare reports NaN as undefined and skips integer tensors", "[compare]") {
+  alloy::testing::TempDir dir;
+  std::vector<float> a = Normals(5000, 30), b = Normals(5000, 31);
+  b[4321] = std::nanf("");
+  MiniModel ma = Model("a", {{kW, a}}), mb = Model("b", {{kW, b}});
+  ma.tensors.push_back(alloy::testing::PatternTensor("model.pos_ids", formats::DType::kI32, {16}, 1));
+  mb.tensors.push_back(alloy::testing::PatternTensor("model.pos_ids", formats::DType::kI32, {16}, 2));
+  const CompareReport r = Compare({WriteMiniModel(dir, ma), WriteMiniModel(dir, mb)});
+  REQUIRE(r.tensors.size() == 1);
+  CHECK(std::isnan(Value(r, "max_abs_diff", 0)));
+  CHECK(std::isnan(Value(r, "cosine", 0)));
+  CHECK(std::isnan(Metric(r, "max_abs_diff").value(AggregateAll(r), 0)));
+  REQUIRE(r.mismatches.size() == 1);
+  CHECK(r.mismatches[0].name == "model.pos_ids");
+  CHECK(r.mismatches[0].reason == "not a float dtype");
+}
+
+TEST_CASE("compare of one model against a base and a frozen tensor's spectrum", "[compare]") {
+  alloy::testing::TempDir dir;
+  const std::vector<float> base = Normals(64 * 32, 40);
+  std::vector<float> ft = base;
+  const MiniModel mb{"base", {ValuesTensor(kW, {64, 32}, base)}, 1};
+  const MiniModel mf{"ft", {ValuesTensor(kW, {64, 32}, ft)}, 1};
+  const CompareReport r = Compare({WriteMiniModel(dir, mf)}, WriteMiniModel(dir, mb), 1, 4);
+  REQUIRE(r.pairs.empty());
+  CHECK(r.metrics.front().key == "tau_norm");
+  CHECK(Value(r, "tau_norm", 0) == 0);
+  // A frozen tensor has rank 0 and keeps the group's figure defined.
+  CHECK(Value(r, "effective_rank", 0) == 0);
+  CHECK(Value(r, "energy_top_k", 0) == 1);
+  CHECK(Metric(r, "effective_rank").value(AggregateAll(r), 0) == 0);
 }
 
 TEST_CASE("compare --tensors keeps only matching names", "[compare]") {
