@@ -23,8 +23,6 @@ bool Aligned(const void* p, size_t align) {
   return reinterpret_cast<uintptr_t>(p) % align == 0;
 }
 
-size_t ElementBytes(DType d) { return static_cast<size_t>(formats::DTypeBits(d)) / 8; }
-
 // Calls fn(aligned_bytes) with `bytes` or an aligned copy of a piece of it.
 // Misaligned input is rare (old writers); it is copied in 64 KiB pieces.
 template <typename Fn>
@@ -43,6 +41,8 @@ void WithAlignedInput(std::span<const uint8_t> bytes, size_t elem, Fn&& fn) {
 }
 
 }  // namespace
+
+size_t ElementBytes(DType d) { return static_cast<size_t>(formats::DTypeBits(d)) / 8; }
 
 bool CanDecode(DType dtype) {
   switch (dtype) {

@@ -7,6 +7,7 @@
 // Thread safety: pure functions.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 
@@ -14,6 +15,9 @@
 #include "kernels/convert.h"
 
 namespace alloy::merge {
+
+// Bytes per element of `dtype` (whole-byte types).
+size_t ElementBytes(formats::DType dtype);
 
 // True when `dtype` can be decoded to f32 (floats and integer types).
 bool CanDecode(formats::DType dtype);

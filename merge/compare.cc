@@ -16,6 +16,7 @@
 #include "kernels/sketch.h"
 #include "merge/codec.h"
 #include "merge/model_info.h"
+#include "merge/scratch.h"
 
 namespace alloy::merge {
 namespace {
@@ -28,13 +29,6 @@ using formats::TensorSource;
 constexpr size_t kChunkElems = size_t{1} << 16;  // the unit of parallel work and of partials
 constexpr size_t kTileElems = 2048;               // decoded tiles stay in L1/L2
 constexpr double kTopFraction = 0.2;              // "top 20% of entries" (top20_mass)
-
-size_t ElementBytes(DType dtype) { return static_cast<size_t>(formats::DTypeBits(dtype)) / 8; }
-
-template <typename T>
-void Grow(std::vector<T>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-}
 
 // max that keeps a NaN (std::max drops one in its second argument), so a
 // tensor holding NaN reports max |A − B| as undefined instead of a smaller

@@ -12,6 +12,7 @@
 #include "formats/model_writer.h"
 #include "kernels/parallel.h"
 #include "merge/codec.h"
+#include "merge/scratch.h"
 
 namespace alloy::merge {
 namespace {
@@ -30,11 +31,6 @@ struct ChunkBuffers {
 ChunkBuffers& ThreadBuffers() {
   thread_local ChunkBuffers buffers;
   return buffers;
-}
-
-template <typename T>
-void Reserve(std::vector<T>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
 }
 
 void Accumulate(const kernels::EncodeStats& s, kernels::EncodeStats* into) {
@@ -78,7 +74,7 @@ Status ConvertOne(formats::TensorSource& src, formats::TensorSink& sink, size_t 
   kernels::ParallelForChunks(n_units, chunk, [&](size_t chunk_idx, size_t begin, size_t end) {
     ChunkBuffers& buf = ThreadBuffers();
     const size_t n = end - begin;
-    Reserve(buf.in, chunk * unit_in);
+    Grow(buf.in, chunk * unit_in);
     std::span<uint8_t> in_bytes(buf.in.data(), n * unit_in);
     if (options.cancel && options.cancel->load(std::memory_order_relaxed)) {
       statuses[chunk_idx] = Status::IoError("interrupted");
@@ -88,8 +84,8 @@ Status ConvertOne(formats::TensorSource& src, formats::TensorSink& sink, size_t 
     if (st.ok() && raw_copy) {
       st = sink.WriteAt(out_index, begin * unit_out, in_bytes);
     } else if (st.ok()) {
-      Reserve(buf.out, chunk * unit_out);
-      Reserve(buf.f32, chunk);
+      Grow(buf.out, chunk * unit_out);
+      Grow(buf.f32, chunk);
       std::span<uint8_t> out_bytes(buf.out.data(), n * unit_out);
       ConvertElements(in.dtype, to, in_bytes, out_bytes, std::span<float>(buf.f32.data(), n),
                       overflow, &chunk_stats[chunk_idx]);

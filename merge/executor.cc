@@ -9,6 +9,7 @@
 #include "kernels/parallel.h"
 #include "kernels/random.h"
 #include "merge/codec.h"
+#include "merge/scratch.h"
 
 namespace alloy::merge {
 namespace {
@@ -16,13 +17,6 @@ namespace {
 using formats::DType;
 using formats::Status;
 using formats::TensorInfo;
-
-size_t ElementBytes(DType dtype) { return static_cast<size_t>(formats::DTypeBits(dtype)) / 8; }
-
-template <typename T>
-void Grow(std::vector<T>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-}
 
 // Scratch of one slot, grown on demand and reused for every chunk of every
 // tensor (fresh pages are expensive: performance-notes.md).

@@ -21,8 +21,6 @@ using formats::Result;
 using formats::Status;
 using formats::TensorInfo;
 
-size_t ElementBytes(DType dtype) { return static_cast<size_t>(formats::DTypeBits(dtype)) / 8; }
-
 // One delta as a product L·R in float64: L is rows × rank, R is rank × cols,
 // both row-major, so element (i, j) of the base tensor changes by
 // scale · Σ_k L[i][k]·R[k][j].

@@ -4,19 +4,11 @@
 
 #include "kernels/blend.h"
 #include "merge/methods/methods.h"
+#include "merge/scratch.h"
 
 namespace alloy::merge::methods {
 
 using formats::Status;
-
-namespace {
-
-template <typename T>
-void Grow(std::vector<T>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-}
-
-}  // namespace
 
 const float* GramMethod::VectorOf(const Chunk& c, size_t k, size_t begin, size_t len) {
   const float* x = c.inputs[layout_.vectors[k]] + begin;

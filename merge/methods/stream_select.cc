@@ -40,6 +40,7 @@
 // halves: one region would have to see more than 2^32 keys in one bin and
 // lane (8.6G elements) to overflow one.
 #include "merge/methods/stream_select.h"
+#include "merge/scratch.h"
 
 #include <algorithm>
 #include <cmath>
@@ -57,11 +58,6 @@ constexpr double kWindowQuantile = 0.01;        // ± margin of a window, as a q
 constexpr size_t kCountBins = StreamSelector::kCountBins;
 constexpr uint32_t kNoCountBins = UINT32_MAX;
 constexpr double kCountQuantile = 0.02;
-
-template <typename T>
-void Grow(std::vector<T>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-}
 
 inline uint32_t NonzeroLow(uint32_t key) noexcept { return (key & 0xFFFFu) != 0; }
 

@@ -45,6 +45,7 @@
 #include "kernels/sparsify.h"
 #include "merge/methods/methods.h"
 #include "merge/methods/stream_select.h"
+#include "merge/scratch.h"
 
 namespace alloy::merge::methods {
 namespace {
@@ -108,11 +109,6 @@ std::string Num(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%g", v);
   return buf;
-}
-
-template <typename T>
-void Grow(std::vector<T>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
 }
 
 class GeneralizedTaskArithmetic final : public MergeMethod {
