@@ -260,10 +260,7 @@ int RunCompare(const CompareCmdOptions& options, std::ostream& out, std::ostream
   size_t series = 0;
   if (!options.series.empty() && metric != metrics.end()) {
     CompareReport shape;
-    for (size_t i = 0; i < options.models.size(); ++i) {
-      shape.labels.push_back(std::string(1, static_cast<char>('A' + i)));
-      for (size_t j = i + 1; j < options.models.size(); ++j) shape.pairs.emplace_back(i, j);
-    }
+    shape.SetModels(options.models.size());
     std::string labels;
     bool found = false;
     for (size_t s = 0; s < shape.SeriesCount(metric->series); ++s) {

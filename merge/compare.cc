@@ -495,10 +495,7 @@ formats::Result<CompareReport> CompareModels(const CompareOptions& options) {
   report.models = options.models;
   report.base = options.base;
   report.rank = options.rank;
-  for (size_t i = 0; i < n; ++i) report.labels.push_back(std::string(1, static_cast<char>('A' + i)));
-  for (size_t i = 0; i < n; ++i) {
-    for (size_t j = i + 1; j < n; ++j) report.pairs.emplace_back(i, j);
-  }
+  report.SetModels(n);
   report.metrics = CompareMetrics(n, options.base.has_value(), options.rank > 0);
 
   std::vector<std::string> refs = options.models;

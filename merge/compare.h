@@ -137,6 +137,9 @@ struct CompareReport {
   uint64_t bytes_read = 0;
   std::vector<MetricDef> metrics;  // CompareMetrics(...) for this report
 
+  // Sets labels ("A", "B", ...) and pairs for n models: what the series
+  // labels depend on, known before anything is read.
+  void SetModels(size_t n);
   // Label of series index s of `kind`: "A~B", "A", "all".
   std::string SeriesLabel(SeriesKind kind, size_t s) const;
   size_t SeriesCount(SeriesKind kind) const;

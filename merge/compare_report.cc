@@ -117,6 +117,15 @@ void TensorSums::Add(const TensorSums& o) {
   });
 }
 
+void CompareReport::SetModels(size_t n) {
+  labels.clear();
+  pairs.clear();
+  for (size_t i = 0; i < n; ++i) labels.push_back(std::string(1, static_cast<char>('A' + i)));
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t j = i + 1; j < n; ++j) pairs.emplace_back(i, j);
+  }
+}
+
 size_t CompareReport::SeriesCount(SeriesKind kind) const {
   switch (kind) {
     case SeriesKind::kPairs: return pairs.size();
@@ -137,10 +146,9 @@ std::string CompareReport::SeriesLabel(SeriesKind kind, size_t s) const {
 
 std::vector<MetricDef> CompareMetrics(size_t n_models, bool has_base, bool has_rank) {
   // Pair index → (i, j), as CompareModels orders them.
-  std::vector<std::pair<size_t, size_t>> pairs;
-  for (size_t i = 0; i < n_models; ++i) {
-    for (size_t j = i + 1; j < n_models; ++j) pairs.emplace_back(i, j);
-  }
+  CompareReport shape;
+  shape.SetModels(n_models);
+  const std::vector<std::pair<size_t, size_t>> pairs = shape.pairs;
   std::vector<MetricDef> m;
   const bool has_pairs = !pairs.empty();  // one model with a base has no pairs
   if (has_pairs) {
