@@ -32,6 +32,9 @@ constexpr size_t kColChunk = 128;
 constexpr size_t kColPassRows = kScratchElems / kColChunk;
 // Rows of Ω (columns of A) per task when Ω is drawn.
 constexpr size_t kOmegaChunkRows = 256;
+// Rows of Q per task in the final U = Q·V_b product: each task is one GEMM
+// of a fixed shape on fixed rows, so U does not depend on the thread count.
+constexpr size_t kFactorChunkRows = 4096;
 
 // Ω's stream name, hashed into the generator's name_hash slot: it keeps Ω's
 // draws apart from those a merge keys by tensor names (DARE masks).
@@ -71,6 +74,7 @@ struct RowSketch::Impl {
   size_t l = 0;      // sketch columns: min(k + p, rows, cols)
   size_t k_out = 0;  // values returned: min(k, rows, cols)
   int passes = 0;
+  bool vectors = false;  // keep `factors` after the last pass
 
   int pass = 0;           // the pass being fed
   uint64_t next_row = 0;  // the first row AddRows expects next in `pass`
@@ -84,6 +88,7 @@ struct RowSketch::Impl {
   RowMatrix left;   // rows × l: Y = A·X, then Q = orth(Y)
   RowMatrix right;  // cols × l: Ω, then Z = Aᵀ·Q (the last is Bᵀ = Aᵀ·Q)
   std::vector<double> sigma;
+  SvdFactors factors;  // with `vectors`, after the last pass
 
   // One float64 conversion buffer per worker (Eigen-aligned, so GEMMs see the
   // same alignment whatever thread runs a chunk).
@@ -158,6 +163,9 @@ RowSketch::RowSketch(uint64_t rows, uint64_t cols, const SketchOptions& options)
   s.l = static_cast<size_t>(std::min<uint64_t>(options.rank + options.oversample, min_dim));
   s.k_out = static_cast<size_t>(std::min<uint64_t>(options.rank, min_dim));
   s.passes = 2 + 2 * std::max(0, options.power_iters);
+  s.vectors = options.vectors;
+  s.factors.rows = static_cast<size_t>(rows);
+  s.factors.cols = static_cast<size_t>(cols);
   assert(s.l <= UINT32_MAX);  // Ω's column index is the generator's 32-bit model slot
   if (s.l == 0) return;
 
@@ -218,10 +226,35 @@ void RowSketch::FinishPass(int pass) {
   }
   // right = Bᵀ (cols × l): B = Qᵀ·A has the singular values of the projection
   // of A on range(Q). JacobiSVD QR-preconditions the tall Bᵀ, then works on an
-  // l × l triangle; values come out descending and ≥ 0.
-  const Eigen::JacobiSVD<Eigen::MatrixXd> svd(s.right);
-  const Eigen::VectorXd& values = svd.singularValues();
-  s.sigma.assign(values.data(), values.data() + s.k_out);
+  // l × l triangle; values come out descending and ≥ 0 (the same values with
+  // or without vectors: the rotations only depend on the matrix).
+  if (!s.vectors) {
+    const Eigen::JacobiSVD<Eigen::MatrixXd> svd(s.right);
+    const Eigen::VectorXd& values = svd.singularValues();
+    s.sigma.assign(values.data(), values.data() + s.k_out);
+  } else {
+    // Bᵀ = U_b·S·V_bᵀ: A ≈ Q·B = (Q·V_b)·S·U_bᵀ.
+    const Eigen::JacobiSVD<Eigen::MatrixXd> svd(s.right,
+                                                Eigen::ComputeThinU | Eigen::ComputeThinV);
+    const Eigen::VectorXd& values = svd.singularValues();
+    s.sigma.assign(values.data(), values.data() + s.k_out);
+    const auto k = static_cast<Eigen::Index>(s.k_out);
+    const Eigen::MatrixXd vb = svd.matrixV().leftCols(k);  // l × k
+    SvdFactors& f = s.factors;
+    f.s = s.sigma;
+    f.u.resize(static_cast<size_t>(s.rows) * s.k_out);
+    Eigen::Map<RowMatrix> u(f.u.data(), static_cast<Eigen::Index>(s.rows), k);
+    ParallelForChunks(static_cast<size_t>(s.rows), kFactorChunkRows,
+                      [&](size_t, size_t begin, size_t end) {
+                        const auto b = static_cast<Eigen::Index>(begin);
+                        const auto n = static_cast<Eigen::Index>(end - begin);
+                        u.middleRows(b, n).noalias() = s.left.middleRows(b, n) * vb;
+                      });
+    f.v.resize(static_cast<size_t>(s.cols) * s.k_out);
+    Eigen::Map<RowMatrix>(f.v.data(), static_cast<Eigen::Index>(s.cols), k) =
+        svd.matrixU().leftCols(k);
+    NormalizeSvdSigns(f);
+  }
   // The sketch is no longer needed: release O((rows + cols)·l) memory now.
   s.left = RowMatrix();
   s.right = RowMatrix();
@@ -231,6 +264,24 @@ void RowSketch::FinishPass(int pass) {
 std::vector<double> RowSketch::SingularValues() const {
   assert(impl_->pass == impl_->passes);
   return impl_->sigma;
+}
+
+SvdFactors RowSketch::Factors() const {
+  assert(impl_->pass == impl_->passes && impl_->vectors);
+  return impl_->factors;
+}
+
+SvdFactors SketchSvd(std::span<const float> a, size_t rows, size_t cols,
+                     const SketchOptions& options) {
+  assert(a.size() == rows * cols);
+  SketchOptions with_vectors = options;
+  with_vectors.vectors = true;
+  RowSketch sketch(rows, cols, with_vectors);
+  for (int pass = 0; pass < sketch.num_passes(); ++pass) {
+    sketch.AddRows(pass, 0, rows, a);
+    sketch.FinishPass(pass);
+  }
+  return sketch.Factors();
 }
 
 }  // namespace alloy::kernels

@@ -9,7 +9,11 @@
 //                      Q = orth(Y)
 //   per power iter:    Z = Aᵀ·Q, Z = orth(Z);  Y = A·Z, Q = orth(Y)
 //   last pass:         B = Qᵀ·A       (l × cols), σ = singular values of B
-// Memory: O((rows + cols) · l) float64, independent of how rows are fed.
+// With SketchOptions::vectors, the last pass also keeps singular vectors:
+// the pass accumulates Bᵀ = Aᵀ·Q; with Bᵀ = U_b·S·V_bᵀ, A ≈ Q·B =
+// (Q·V_b)·S·U_bᵀ, so the left singular vectors are Q·V_b and the right ones U_b.
+// Memory: O((rows + cols) · l) float64, independent of how rows are fed
+// (after the last pass, O((rows + cols) · k) for the vectors, else O(k)).
 //
 // Determinism: for a given sequence of AddRows calls (same row blocks), the
 // result is bit-identical at any thread count: work inside AddRows is split
@@ -25,6 +29,8 @@
 #include <span>
 #include <vector>
 
+#include "kernels/lowrank.h"
+
 namespace alloy::kernels {
 
 struct SketchOptions {
@@ -32,6 +38,7 @@ struct SketchOptions {
   size_t oversample = 8;   // p: extra sketch columns (l = k + p, capped at min(rows, cols))
   int power_iters = 1;     // q
   uint64_t seed = 0;       // key of Ω
+  bool vectors = false;    // also keep the top singular vectors (RowSketch::Factors)
 };
 
 class RowSketch {
@@ -51,10 +58,24 @@ class RowSketch {
   // After the last FinishPass: the min(k, rows, cols) largest singular values,
   // descending.
   std::vector<double> SingularValues() const;
+  // After the last FinishPass, with options.vectors: the top min(k, rows,
+  // cols) triplets, values equal to SingularValues() and vectors orthonormal,
+  // signs as in SvdFactors (lowrank.h). Bit-identical at any thread count for
+  // a given sequence of AddRows calls.
+  SvdFactors Factors() const;
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Randomized truncated SVD of an in-memory rows × cols row-major matrix: a
+// RowSketch with vectors = true (whatever options.vectors says) fed the whole
+// matrix in one AddRows call per pass, which AddRows splits at fixed
+// boundaries. Deterministic at any thread count. Returns min(options.rank,
+// rows, cols) triplets.
+// REQUIRES: a.size() == rows·cols.
+SvdFactors SketchSvd(std::span<const float> a, size_t rows, size_t cols,
+                     const SketchOptions& options);
 
 }  // namespace alloy::kernels

@@ -1,5 +1,6 @@
 // Tests for kernels/sketch: RowSketch against Eigen's JacobiSVD on built
-// spectra, its determinism (threads, row blocking, seed) and its edge cases.
+// spectra, its determinism (threads, row blocking, seed) and its edge cases;
+// its singular vectors (options.vectors, SketchSvd) by reconstruction.
 #include "kernels/sketch.h"
 
 #include <algorithm>
@@ -40,6 +41,92 @@ std::vector<double> Sketch(const FloatMatrix& a, const SketchOptions& options, s
     sketch.FinishPass(pass);
   }
   return sketch.SingularValues();
+}
+
+// Streams `a` through a RowSketch with vectors, like Sketch, and returns its
+// factors after checking that their values are SingularValues().
+SvdFactors SketchFactors(const FloatMatrix& a, SketchOptions options, size_t block = 0) {
+  options.vectors = true;
+  RowSketch sketch(a.rows, a.cols, options);
+  const uint64_t step = block == 0 ? std::max<uint64_t>(a.rows, 1) : block;
+  for (int pass = 0; pass < sketch.num_passes(); ++pass) {
+    for (uint64_t first = 0; first < a.rows; first += step) {
+      const size_t n = static_cast<size_t>(std::min(step, a.rows - first));
+      sketch.AddRows(pass, first, n,
+                     std::span<const float>(a.data.data() + first * a.cols, n * a.cols));
+    }
+    sketch.FinishPass(pass);
+  }
+  SvdFactors f = sketch.Factors();
+  CHECK(f.s == sketch.SingularValues());
+  return f;
+}
+
+Eigen::MatrixXd ToDouble(const FloatMatrix& a) {
+  Eigen::MatrixXd m(static_cast<Eigen::Index>(a.rows), static_cast<Eigen::Index>(a.cols));
+  for (uint64_t i = 0; i < a.rows; ++i) {
+    for (uint64_t j = 0; j < a.cols; ++j) {
+      m(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)) = a.data[i * a.cols + j];
+    }
+  }
+  return m;
+}
+
+using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+Eigen::MatrixXd FactorU(const SvdFactors& f) {
+  return Eigen::Map<const RowMatrix>(f.u.data(), static_cast<Eigen::Index>(f.rows),
+                                     static_cast<Eigen::Index>(f.rank()));
+}
+Eigen::MatrixXd FactorV(const SvdFactors& f) {
+  return Eigen::Map<const RowMatrix>(f.v.data(), static_cast<Eigen::Index>(f.cols),
+                                     static_cast<Eigen::Index>(f.rank()));
+}
+
+// U·diag(s)·Vᵀ.
+Eigen::MatrixXd Reconstruct(const SvdFactors& f) {
+  const Eigen::VectorXd s =
+      Eigen::Map<const Eigen::VectorXd>(f.s.data(), static_cast<Eigen::Index>(f.rank()));
+  return FactorU(f) * s.asDiagonal() * FactorV(f).transpose();
+}
+
+// max |MᵀM − I|: 0 for orthonormal columns.
+double OrthonormalityError(const Eigen::MatrixXd& m) {
+  return (m.transpose() * m - Eigen::MatrixXd::Identity(m.cols(), m.cols())).cwiseAbs().maxCoeff();
+}
+
+// Shape, finiteness, order, orthonormality and the sign convention (the
+// first largest-|.| entry of each u column is > 0) of `rank` triplets.
+void CheckFactors(const SvdFactors& f, uint64_t rows, uint64_t cols, size_t rank) {
+  REQUIRE(f.rows == rows);
+  REQUIRE(f.cols == cols);
+  REQUIRE(f.rank() == rank);
+  REQUIRE(f.u.size() == rows * rank);
+  REQUIRE(f.v.size() == cols * rank);
+  auto finite = [](double x) { return std::isfinite(x); };
+  REQUIRE(std::all_of(f.u.begin(), f.u.end(), finite));
+  REQUIRE(std::all_of(f.v.begin(), f.v.end(), finite));
+  if (rank == 0) return;
+  CHECK(OrthonormalityError(FactorU(f)) <= 1e-12);
+  CHECK(OrthonormalityError(FactorV(f)) <= 1e-12);
+  for (size_t j = 0; j < rank; ++j) {
+    CHECK(f.s[j] >= 0.0);
+    if (j > 0) CHECK(f.s[j] <= f.s[j - 1]);
+    size_t pivot = 0;
+    for (size_t i = 1; i < rows; ++i) {
+      if (std::abs(f.u[i * rank + j]) > std::abs(f.u[pivot * rank + j])) pivot = i;
+    }
+    CHECK(f.u[pivot * rank + j] > 0.0);
+  }
+}
+
+template <typename T>
+bool SameBits(const std::vector<T>& a, const std::vector<T>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::bit_cast<uint64_t>(a[i]) != std::bit_cast<uint64_t>(b[i])) return false;
+  }
+  return true;
 }
 
 // All singular values of `a` (as float64), descending.
@@ -333,6 +420,136 @@ TEST_CASE("RowSketch returns min of k and the shape when rows or cols are fewer 
   // An empty matrix has no singular values.
   CHECK(Sketch(FloatMatrix{0, 10, {}}, SketchOptions{}).empty());
   CHECK(Sketch(FloatMatrix{10, 0, {}}, SketchOptions{}).empty());
+}
+
+TEST_CASE("SketchSvd reconstructs a matrix of exact rank 20", "[kernels][sketch]") {
+  // A = G·H with G 600 × 20 and H 20 × 400 of small integers: every entry is
+  // an integer below 2^24, so the float matrix has rank exactly 20 and a
+  // rank-20 sketch (l = 28) spans its range up to rounding.
+  std::mt19937 rng(31);
+  std::uniform_int_distribution<int> small(-3, 3);
+  const uint64_t rows = 600, cols = 400;
+  const int r = 20;
+  std::vector<int> g(rows * r), h(r * cols);
+  for (int& x : g) x = small(rng);
+  for (int& x : h) x = small(rng);
+  FloatMatrix a{rows, cols, std::vector<float>(rows * cols)};
+  for (uint64_t i = 0; i < rows; ++i) {
+    for (uint64_t j = 0; j < cols; ++j) {
+      int sum = 0;
+      for (uint64_t t = 0; t < r; ++t) sum += g[i * r + t] * h[t * cols + j];
+      a.data[i * cols + j] = static_cast<float>(sum);
+    }
+  }
+  const Eigen::MatrixXd full = ToDouble(a);
+  const std::vector<double> want = Reference(a);
+  SketchOptions options;
+  options.rank = r;
+  options.oversample = 8;
+  for (int q : {0, 1}) {
+    options.power_iters = q;
+    const SvdFactors whole = SketchSvd(a.data, rows, cols, options);
+    const SvdFactors blocked = SketchFactors(a, options, 7);
+    for (const SvdFactors* f : {&whole, &blocked}) {
+      CheckFactors(*f, rows, cols, r);
+      CHECK((Reconstruct(*f) - full).norm() <= 1e-9 * full.norm());
+      for (size_t i = 0; i < r; ++i) CHECK(std::abs(f->s[i] - want[i]) <= 1e-12 * want[i]);
+    }
+  }
+}
+
+TEST_CASE("SketchSvd is near optimal on a decaying spectrum", "[kernels][sketch]") {
+  // σ_i = 0.8^i, k = 16, p = 8, q = 2: the rank-16 reconstruction's Frobenius
+  // error is within 1e-3 of the Eckart–Young optimum sqrt(Σ_{i ≥ 16} σ_i²)
+  // (of the float matrix), and never below it (measured: 2e-9 above).
+  std::mt19937 rng(32);
+  std::vector<double> s(300);
+  for (size_t i = 0; i < s.size(); ++i) s[i] = std::pow(0.8, static_cast<double>(i));
+  const FloatMatrix a = BuildSpectrum(500, 300, s, rng);
+  const std::vector<double> all = Reference(a);
+  double tail_sq = 0;
+  for (size_t i = all.size(); i-- > 16;) tail_sq += all[i] * all[i];
+  const double optimal = std::sqrt(tail_sq);
+  SketchOptions options;
+  options.rank = 16;
+  options.oversample = 8;
+  options.power_iters = 2;
+  const SvdFactors f = SketchSvd(a.data, a.rows, a.cols, options);
+  CheckFactors(f, a.rows, a.cols, 16);
+  const double err = (ToDouble(a) - Reconstruct(f)).norm();
+  CHECK(err <= optimal * (1 + 1e-3));
+  CHECK(err >= optimal * (1 - 1e-12));
+}
+
+TEST_CASE("RowSketch factors are bit-identical at one and two threads", "[kernels][sketch]") {
+  ThreadsGuard guard;
+  std::mt19937 rng(33);
+  // 9000 rows: three chunks of the Q·V_b product; 2100 columns: several
+  // column chunks in the Aᵀ·Q passes.
+  for (auto [rows, cols] : {std::pair<uint64_t, uint64_t>{9000, 200}, {300, 2100}}) {
+    const FloatMatrix a = RandomMatrix(rows, cols, rng);
+    for (int q : {0, 2}) {
+      SketchOptions options;
+      options.rank = 16;
+      options.oversample = 8;
+      options.power_iters = q;
+      options.seed = 42;
+      SetThreads(1);
+      const SvdFactors one = SketchSvd(a.data, rows, cols, options);
+      const SvdFactors one_blocked = SketchFactors(a, options, 1000);
+      SetThreads(2);
+      const SvdFactors two = SketchSvd(a.data, rows, cols, options);
+      const SvdFactors two_blocked = SketchFactors(a, options, 1000);
+      CheckFactors(one, rows, cols, 16);
+      CheckFactors(one_blocked, rows, cols, 16);
+      CHECK(SameBits(one.s, two.s));
+      CHECK(SameBits(one.u, two.u));
+      CHECK(SameBits(one.v, two.v));
+      CHECK(SameBits(one_blocked.s, two_blocked.s));
+      CHECK(SameBits(one_blocked.u, two_blocked.u));
+      CHECK(SameBits(one_blocked.v, two_blocked.v));
+    }
+  }
+}
+
+TEST_CASE("RowSketch values are the same with and without vectors", "[kernels][sketch]") {
+  // vectors only adds work after the last pass; the Jacobi rotations depend
+  // on Bᵀ alone, so the values keep their bits.
+  std::mt19937 rng(34);
+  const FloatMatrix a = RandomMatrix(200, 150, rng);
+  for (int q : {0, 1, 2}) {
+    SketchOptions options;
+    options.rank = 10;
+    options.power_iters = q;
+    const std::vector<double> plain = Sketch(a, options, 13);
+    const SvdFactors f = SketchFactors(a, options, 13);
+    CheckFactors(f, a.rows, a.cols, 10);
+    CHECK(SameBits(plain, f.s));
+  }
+}
+
+TEST_CASE("RowSketch factors of small zero and empty matrices", "[kernels][sketch]") {
+  std::mt19937 rng(35);
+  // Fewer rows or columns than k: l = min(rows, cols), so the factors are an
+  // exact SVD.
+  for (auto [rows, cols] : {std::pair<uint64_t, uint64_t>{3, 50}, {50, 3}, {5, 9}, {1, 37}}) {
+    const FloatMatrix a = RandomMatrix(rows, cols, rng);
+    const Eigen::MatrixXd full = ToDouble(a);
+    const SvdFactors f = SketchFactors(a, SketchOptions{}, 2);
+    CheckFactors(f, rows, cols, static_cast<size_t>(std::min(rows, cols)));
+    CHECK((Reconstruct(f) - full).norm() <= 1e-12 * full.norm());
+  }
+  // A zero matrix: zero values, orthonormal (identity-fallback) vectors.
+  const FloatMatrix zero{50, 30, std::vector<float>(50 * 30, 0.0f)};
+  for (int q : {0, 1}) {
+    SketchOptions options;
+    options.power_iters = q;
+    const SvdFactors f = SketchSvd(zero.data, zero.rows, zero.cols, options);
+    CheckFactors(f, zero.rows, zero.cols, 16);
+    for (double x : f.s) CHECK(x == 0.0);
+  }
+  CheckFactors(SketchSvd({}, 0, 10, SketchOptions{}), 0, 10, 0);
+  CheckFactors(SketchFactors(FloatMatrix{10, 0, {}}, SketchOptions{}), 10, 0, 0);
 }
 
 }  // namespace
