@@ -14,7 +14,7 @@
 # parallel floor (BENCH_FLOOR=sequential switches it).
 #
 # Environment: BENCH_OUT (default <repo>/bench-out), BENCH_RUNS (default 3),
-# BENCH_ONLY (a space-separated subset of: convert merge upscale compare),
+# BENCH_ONLY (a space-separated subset of: convert merge upscale compare lora),
 # BENCH_DOC (default <repo>/docs/PERFORMANCE.md), BENCH_FLOOR (parallel | sequential),
 # BENCH_STRICT=1 (exit 3 on a MISS).
 set -euo pipefail
@@ -418,12 +418,90 @@ EOF
   log "compare: read floor $f s; alloy $a s; ratio $ratio, peak RSS $rss MiB: $verdict"
 }
 
+# ---- alloy lora: extract a rank-32 adapter from a fine-tune, then apply it ----
+
+# timed LABEL CMD...: runs CMD under /usr/bin/time, dies on failure, prints "SECONDS KIB".
+timed() {
+  local label=$1 tfile runlog
+  shift
+  tfile=$(mktemp) runlog=$(mktemp)
+  if ! "$TIME" -f '%e %M' -o "$tfile" "$@" >"$runlog" 2>&1; then
+    cat "$runlog" >&2
+    die "$label failed: $* ($(head -1 "$tfile"))"
+  fi
+  cat "$tfile"
+  rm -f "$tfile" "$runlog"
+}
+
+bench_lora() {
+  local ft=$OUT/llama-ft1 adapter=$OUT/lora-extract applied=$OUT/lora-applied
+  local floor_out=$OUT/lora-floor.bin rank=32
+  local ex_s=() ex_kib=() ap_s=() ap_kib=() floor_s=() i json s kib out_bytes
+  "$ALLOY" lora extract --help >/dev/null 2>&1 || { log "lora: 'alloy lora extract' is not built; skipped"; return; }
+  local extract=("$ALLOY" lora extract --base "$BASE" --model "$ft" "$adapter" --rank "$rank" --overwrite --quiet)
+  local apply=("$ALLOY" lora apply "$BASE" "$adapter" "$applied" --overwrite --quiet)
+  for ((i = 1; i <= RUNS; i++)); do
+    read -r s kib < <(timed "alloy lora extract" "${extract[@]}")
+    ex_s+=("$s") ex_kib+=("$kib")
+    rm -rf "$applied" "$floor_out" && sync
+    read -r s kib < <(timed "alloy lora apply" "${apply[@]}")
+    ap_s+=("$s") ap_kib+=("$kib")
+    out_bytes=$(dir_bytes "$applied")
+    rm -rf "$applied" && sync
+    json=$("$FLOOR" --threads "$(nproc)" --write-bytes "$out_bytes" --out "$floor_out" "$BASE" \
+      "$adapter/adapter_model.safetensors") || die "io_floor failed"
+    floor_s+=("$(json_field seconds <<<"$json")")
+    rm -f "$floor_out"
+    log "lora run $i/$RUNS: extract ${ex_s[-1]} s; apply ${ap_s[-1]} s, floor ${floor_s[-1]} s"
+  done
+  local adapter_bytes e ek a ak f ratio verdict body
+  adapter_bytes=$(dir_bytes "$adapter")
+  rm -rf "$adapter"
+  e=$(printf '%s\n' "${ex_s[@]}" | median)
+  ek=$(printf '%s\n' "${ex_kib[@]}" | median)
+  a=$(printf '%s\n' "${ap_s[@]}" | median)
+  ak=$(printf '%s\n' "${ap_kib[@]}" | median)
+  f=$(printf '%s\n' "${floor_s[@]}" | median)
+  ratio=$(awk -v a="$a" -v f="$f" 'BEGIN {printf "%.2f", a / f}')
+  if awk -v r="$ratio" 'BEGIN {exit !(r <= 1.3)}'; then
+    verdict=PASS
+  else
+    verdict=MISS MISSES=$((MISSES + 1))
+  fi
+  body=$(mktemp)
+  cat >"$body" <<EOF
+<!-- bench:lora:begin -->
+## alloy lora extract and apply (rank $rank, Llama-3.2-1B-shaped fine-tune)
+
+Measured $(date -u '+%Y-%m-%d %H:%M UTC') on $(machine); $RUNS runs, medians.
+
+* extract: \`alloy lora extract --base $(rel "$BASE") --model $(rel "$ft") OUT --rank $rank\`: every
+  2-D weight's ΔW by randomized SVD (2 power iterations), embeddings and norms saved whole; the
+  adapter has $adapter_bytes bytes. The bench fine-tune is base + Gaussian noise, whose flat
+  spectrum is the worst case for a sketch (real fine-tunes decay faster).
+* apply: \`alloy lora apply $(rel "$BASE") ADAPTER OUT\` (W + B·A per changed tensor, in float64).
+* Floor: \`io_floor --threads $(nproc) --write-bytes <output bytes> --out FILE BASE ADAPTER\`.
+
+| | floor | alloy | alloy / floor | peak RSS | target | result |
+|---|---|---|---|---|---|---|
+| lora extract | – | $e s | – | $((ek / 1024)) MiB | – | – |
+| lora apply | $f s | $a s | ${ratio}× | $((ak / 1024)) MiB | ≤ 1.3× floor | **$verdict** |
+
+Per run (s): extract ${ex_s[*]}; apply ${ap_s[*]}; floor ${floor_s[*]}.
+<!-- bench:lora:end -->
+EOF
+  write_section lora "$body"
+  rm -f "$body"
+  log "lora: extract $e s; apply $a s vs floor $f s, ratio $ratio: $verdict"
+}
+
 wants() { [[ -z ${BENCH_ONLY:-} || " $BENCH_ONLY " == *" $1 "* ]]; }
 
 if wants convert; then bench_convert; fi
 if wants merge; then bench_merge; fi
 if wants upscale; then bench_upscale; fi
 if wants compare; then bench_compare; fi
+if wants lora; then bench_lora; fi
 
 if ((MISSES > 0)) && [[ ${BENCH_STRICT:-0} == 1 ]]; then exit 3; fi
 exit 0

@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "cli/exit_codes.h"
+#include "cli/generated_recipe.h"
 #include "cli/interrupt.h"
 #include "cli/progress.h"
 #include "merge/merge_job.h"
@@ -36,57 +37,6 @@ std::string Pairs(int64_t k) { return Str(k) + (k == 1 ? " layer pair" : " layer
 // "3" or "3-7": inclusive, for people.
 std::string Span(int64_t begin, int64_t end) {
   return end - begin == 1 ? Str(begin) : Str(begin) + "-" + Str(end - 1);
-}
-
-// `s` as a YAML scalar: plain when it is obviously a path or hub id, else
-// single-quoted ('' stands for ').
-std::string YamlScalar(const std::string& s) {
-  bool plain = !s.empty() && s.find('/') != std::string::npos;
-  for (size_t i = 0; i < s.size() && plain; ++i) {
-    const char c = s[i];
-    const bool word = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                      c == '_' || c == '.' || c == '/';
-    plain = word || (i > 0 && (c == '-' || c == '@' || c == '+'));
-  }
-  if (plain) return s;
-  std::string quoted = "'";
-  for (char c : s) {
-    quoted += c;
-    if (c == '\'') quoted += '\'';
-  }
-  return quoted + "'";
-}
-
-// What the model is, read the way the merge will read it: a one-model
-// passthrough plan (headers and config.json only).
-struct ProbedModel {
-  int64_t n = 0;
-  formats::DType dtype = formats::DType::kBF16;
-};
-
-formats::Result<ProbedModel> Probe(const std::string& model) {
-  for (char c : model) {
-    if (static_cast<unsigned char>(c) < 0x20) {
-      return Status::InvalidArgument("MODEL must not contain control characters");
-    }
-  }
-  formats::Result<merge::ModelRef> ref = merge::ParseModelRef(model);
-  if (!ref.ok()) return ref.status().WithContext("MODEL '" + model + "'");
-  merge::Recipe probe;
-  probe.merge_method = "passthrough";
-  merge::ModelEntry entry;
-  entry.model = *ref;
-  probe.models.push_back(std::move(entry));
-  merge::DiskModelOpener opener({}, formats::FileAccess::kPread);
-  // Opened first for the opener's own message; the plan reuses it.
-  Status opened = opener.Open(*ref).status();
-  if (!opened.ok()) {
-    const std::string what = "model '" + model + "'";
-    return opened.message().find(what) == std::string::npos ? opened.WithContext(what) : opened;
-  }
-  ALLOY_ASSIGN_OR_RETURN(merge::MergePlan plan,
-                         merge::PlanMerge(probe, merge::PlanInputs{opener.AsOpener(), "", false}));
-  return ProbedModel{plan.models.at(0).num_layers, plan.models.at(0).stored_dtype};
 }
 
 // One `sources:` entry of the recipe.
@@ -272,10 +222,10 @@ int RunUpscale(const UpscaleCmdOptions& options, std::ostream& out, std::ostream
   if (!options.print_recipe && options.output.empty()) {
     return ReportError(Status::InvalidArgument("OUT is required (or pass --print-recipe)"), err);
   }
-  formats::Result<ProbedModel> probed = Probe(options.model);
+  formats::Result<ProbedModel> probed = ProbeModel(options.model);
   if (!probed.ok()) return ReportError(probed.status(), err);
   formats::Result<UpscaleLayout> layout =
-      ComputeUpscaleLayout(probed->n, options.layers, options.blend);
+      ComputeUpscaleLayout(probed->layers, options.layers, options.blend);
   if (!layout.ok()) return ReportError(layout.status(), err);
   const std::string seam_name = SeamName(options.model);
   const std::string recipe = UpscaleRecipe(options.model, *layout, probed->dtype, seam_name);

@@ -29,12 +29,13 @@ int main(int argc, char** argv) {
   alloy::cli::CompareCmdOptions compare;
   alloy::cli::LoraCmdOptions lora;
   compare.command = alloy::cli::ShellJoin(argc, argv);
+  lora.command = compare.command;
   CLI::App* inspect_cmd = alloy::cli::SetupInspect(app, inspect);
   CLI::App* convert_cmd = alloy::cli::SetupConvert(app, convert);
   CLI::App* merge_cmd = alloy::cli::SetupMerge(app, merge);
   CLI::App* upscale_cmd = alloy::cli::SetupUpscale(app, upscale);
   CLI::App* compare_cmd = alloy::cli::SetupCompare(app, compare);
-  CLI::App* lora_inspect_cmd = alloy::cli::SetupLora(app, lora);
+  const alloy::cli::LoraCommands lora_cmds = alloy::cli::SetupLora(app, lora);
 
   try {
     app.parse(argc, argv);
@@ -55,7 +56,8 @@ int main(int argc, char** argv) {
     if (merge_cmd->parsed()) return alloy::cli::RunMerge(merge, std::cout, std::cerr);
     if (upscale_cmd->parsed()) return alloy::cli::RunUpscale(upscale, std::cout, std::cerr);
     if (compare_cmd->parsed()) return alloy::cli::RunCompare(compare, std::cout, std::cerr);
-    if (lora_inspect_cmd->parsed()) return alloy::cli::RunLoraInspect(lora, std::cout, std::cerr);
+    const int lora_code = alloy::cli::RunLora(lora_cmds, lora, std::cout, std::cerr);
+    if (lora_code >= 0) return lora_code;
   } catch (const std::bad_alloc&) {
     std::cerr << "alloy: error: out of memory\n";
     return alloy::cli::ToInt(ExitCode::kInternal);

@@ -7,9 +7,10 @@
 
 namespace alloy::cli {
 
-ProgressBar::ProgressBar(std::string label, bool enabled)
+ProgressBar::ProgressBar(std::string label, bool enabled, std::string unit)
     : label_(std::move(label)),
       enabled_(enabled && ::isatty(STDERR_FILENO) == 1),
+      unit_(std::move(unit)),
       start_(std::chrono::steady_clock::now()),
       last_draw_(start_) {}
 
@@ -31,10 +32,16 @@ void ProgressBar::Update(uint64_t done, uint64_t total, std::string_view item) {
   if (filled < kWidth) bar += '>';
   bar.resize(kWidth, ' ');
   std::string shown(item.substr(0, 40));
-  std::fprintf(stderr, "\r\033[K%s [%s] %3.0f%% %s/%s %s/s ETA %.0fs %s", label_.c_str(),
-               bar.c_str(), frac * 100, HumanBytes(static_cast<double>(done)).c_str(),
-               HumanBytes(static_cast<double>(total)).c_str(), HumanBytes(rate).c_str(), eta,
-               shown.c_str());
+  if (unit_.empty()) {
+    std::fprintf(stderr, "\r\033[K%s [%s] %3.0f%% %s/%s %s/s ETA %.0fs %s", label_.c_str(),
+                 bar.c_str(), frac * 100, HumanBytes(static_cast<double>(done)).c_str(),
+                 HumanBytes(static_cast<double>(total)).c_str(), HumanBytes(rate).c_str(), eta,
+                 shown.c_str());
+  } else {
+    std::fprintf(stderr, "\r\033[K%s [%s] %3.0f%% %llu/%llu %s, %.1f/s ETA %.0fs %s",
+                 label_.c_str(), bar.c_str(), frac * 100, static_cast<unsigned long long>(done),
+                 static_cast<unsigned long long>(total), unit_.c_str(), rate, eta, shown.c_str());
+  }
   std::fflush(stderr);
 }
 

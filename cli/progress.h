@@ -17,7 +17,9 @@ namespace alloy::cli {
 
 class ProgressBar {
  public:
-  ProgressBar(std::string label, bool enabled);
+  // `unit`: "" counts bytes (sizes and MB/s); otherwise done/total are counts
+  // of `unit` ("modules").
+  ProgressBar(std::string label, bool enabled, std::string unit = "");
   ~ProgressBar();
   void Update(uint64_t done, uint64_t total, std::string_view item);
   // Clears the line.
@@ -26,6 +28,7 @@ class ProgressBar {
  private:
   std::string label_;
   bool enabled_;
+  std::string unit_;
   bool drawn_ = false;
   std::chrono::steady_clock::time_point start_;
   std::chrono::steady_clock::time_point last_draw_;

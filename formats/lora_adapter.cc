@@ -36,27 +36,40 @@ Result<bool> Bool(const nlohmann::json& config, const char* key, bool fallback,
   return config[key].get<bool>();
 }
 
-// The value of the first key k of `patterns` (file order) for which
-// (.*\.)?(k) matches the whole module name (PEFT's get_pattern_key), if any.
-Result<std::optional<double>> PatternValue(const nlohmann::ordered_json& patterns,
-                                           const std::string& module, const char* field,
-                                           const std::string& where) {
-  if (!patterns.is_object()) return std::optional<double>();
-  for (const auto& [key, value] : patterns.items()) {
-    std::regex re;
-    try {
-      re = std::regex("(.*\\.)?(" + key + ")");
-    } catch (const std::regex_error&) {
-      return Status::Corrupt(where + ": `" + field + "` key '" + key + "' is not a valid regex");
+// rank_pattern or alpha_pattern, compiled once: Find(module) is the value of
+// the first key k (file order) for which (.*\.)?(k) matches the whole module
+// name (PEFT's get_pattern_key), if any.
+class Patterns {
+ public:
+  static Result<Patterns> Compile(const nlohmann::ordered_json& config, const char* field,
+                                  const std::string& where) {
+    Patterns p;
+    if (!config.contains(field) || !config[field].is_object()) return p;
+    for (const auto& [key, value] : config[field].items()) {
+      if (!value.is_number()) {
+        return Status::Corrupt(where + ": `" + field + "` value for '" + key +
+                               "' must be a number");
+      }
+      try {
+        p.entries_.emplace_back(std::regex("(.*\\.)?(" + key + ")", std::regex::optimize),
+                                value.get<double>());
+      } catch (const std::regex_error&) {
+        return Status::Corrupt(where + ": `" + field + "` key '" + key + "' is not a valid regex");
+      }
     }
-    if (!std::regex_match(module, re)) continue;
-    if (!value.is_number()) {
-      return Status::Corrupt(where + ": `" + field + "` value for '" + key + "' must be a number");
-    }
-    return std::optional<double>(value.get<double>());
+    return p;
   }
-  return std::optional<double>();
-}
+
+  std::optional<double> Find(const std::string& module) const {
+    for (const auto& [re, value] : entries_) {
+      if (std::regex_match(module, re)) return value;
+    }
+    return std::nullopt;
+  }
+
+ private:
+  std::vector<std::pair<std::regex, double>> entries_;
+};
 
 std::string ShapeOf(const TensorInfo* t) { return ShapeString(t->shape); }
 
@@ -98,8 +111,9 @@ Result<std::unique_ptr<LoraAdapter>> LoraAdapter::Open(const std::string& dir, F
     adapter->default_alpha_ = config["lora_alpha"].get<double>();
   }
   ALLOY_ASSIGN_OR_RETURN(adapter->use_rslora_, Bool(config, "use_rslora", false, config_path));
-  ALLOY_ASSIGN_OR_RETURN(const bool fan_in_fan_out,
+  ALLOY_ASSIGN_OR_RETURN(adapter->fan_in_fan_out_,
                          Bool(config, "fan_in_fan_out", false, config_path));
+  const bool fan_in_fan_out = adapter->fan_in_fan_out_;
   ALLOY_ASSIGN_OR_RETURN(const bool use_dora, Bool(config, "use_dora", false, config_path));
   if (use_dora) {
     return Status::Unsupported(config_path + ": DoRA adapters (`use_dora: true`) are not "
@@ -189,6 +203,10 @@ Result<std::unique_ptr<LoraAdapter>> LoraAdapter::Open(const std::string& dir, F
     p.embedding = p.embedding || part >= 3;
   }
 
+  ALLOY_ASSIGN_OR_RETURN(const Patterns rank_pattern,
+                         Patterns::Compile(ordered, "rank_pattern", config_path));
+  ALLOY_ASSIGN_OR_RETURN(const Patterns alpha_pattern,
+                         Patterns::Compile(ordered, "alpha_pattern", config_path));
   for (const std::string& module : order) {
     const Parts& p = parts[module];
     const std::string where = weights + ": module '" + module + "'";
@@ -205,17 +223,13 @@ Result<std::unique_ptr<LoraAdapter>> LoraAdapter::Open(const std::string& dir, F
     LoraDelta d;
     d.module = module;
     d.rank = p.a->shape[0];
-    ALLOY_ASSIGN_OR_RETURN(std::optional<double> r,
-                           PatternValue(ordered.value("rank_pattern", nlohmann::ordered_json()),
-                                        module, "rank_pattern", config_path));
+    const std::optional<double> r = rank_pattern.Find(module);
     const int64_t want_rank = r ? static_cast<int64_t>(*r) : adapter->default_rank_;
     if (d.rank != want_rank) {
       return Status::Corrupt(where + ": lora_A has rank " + std::to_string(d.rank) +
                              " but adapter_config.json says r = " + std::to_string(want_rank));
     }
-    ALLOY_ASSIGN_OR_RETURN(std::optional<double> alpha,
-                           PatternValue(ordered.value("alpha_pattern", nlohmann::ordered_json()),
-                                        module, "alpha_pattern", config_path));
+    const std::optional<double> alpha = alpha_pattern.Find(module);
     d.alpha = alpha ? *alpha : adapter->default_alpha_;
     const double denom = adapter->use_rslora_ ? std::sqrt(static_cast<double>(d.rank))
                                                : static_cast<double>(d.rank);
@@ -224,6 +238,7 @@ Result<std::unique_ptr<LoraAdapter>> LoraAdapter::Open(const std::string& dir, F
     d.base_name = module + ".weight";
     d.a = p.a;
     d.b = p.b;
+    d.embedding = p.embedding;
     adapter->deltas_.push_back(d);
     if (p.bias != nullptr) {
       if (p.bias->shape.size() != 1 || p.bias->shape[0] != p.b->shape[0]) {
@@ -243,6 +258,48 @@ Result<std::unique_ptr<LoraAdapter>> LoraAdapter::Open(const std::string& dir, F
     return Status::Corrupt(weights + ": the adapter holds no LoRA factors and no saved modules");
   }
   return adapter;
+}
+
+std::string LoraFactorKey(std::string_view module, bool is_a, bool embedding) {
+  std::string key = std::string(kPrefix) + std::string(module);
+  if (embedding) return key + (is_a ? ".lora_embedding_A" : ".lora_embedding_B");
+  return key + (is_a ? ".lora_A.weight" : ".lora_B.weight");
+}
+
+std::string LoraBiasKey(std::string_view module) {
+  return std::string(kPrefix) + std::string(module) + ".lora_B.bias";
+}
+
+std::string LoraSavedKey(std::string_view tensor) {
+  return std::string(kPrefix) + std::string(tensor);
+}
+
+std::string LoraAdapterConfigJson(const LoraAdapterConfig& c) {
+  nlohmann::ordered_json j;
+  j["peft_type"] = "LORA";
+  j["task_type"] = "CAUSAL_LM";
+  j["base_model_name_or_path"] =
+      c.base_model.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(c.base_model);
+  j["r"] = c.r;
+  j["lora_alpha"] = c.r;
+  j["use_rslora"] = false;
+  j["rank_pattern"] = nlohmann::ordered_json::object();
+  j["alpha_pattern"] = nlohmann::ordered_json::object();
+  for (const auto& [module, rank] : c.rank_pattern) {
+    j["rank_pattern"][module] = rank;
+    j["alpha_pattern"][module] = rank;
+  }
+  j["target_modules"] = c.target_modules;
+  j["modules_to_save"] =
+      c.modules_to_save.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(c.modules_to_save);
+  j["fan_in_fan_out"] = c.fan_in_fan_out;
+  j["lora_bias"] = c.lora_bias;
+  j["bias"] = "none";
+  j["lora_dropout"] = 0.0;
+  j["use_dora"] = false;
+  j["init_lora_weights"] = true;
+  j["inference_mode"] = true;
+  return j.dump(2) + "\n";
 }
 
 }  // namespace alloy::formats

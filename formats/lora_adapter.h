@@ -43,6 +43,7 @@ struct LoraDelta {
   int64_t rank = 0;
   double alpha = 0;
   double scale = 0;  // alpha / r, or alpha / √r with use_rslora
+  bool embedding = false;  // lora_embedding_A/B (kTransposed, whatever fan_in_fan_out says)
 };
 
 class LoraAdapter {
@@ -66,6 +67,7 @@ class LoraAdapter {
   int64_t default_rank() const { return default_rank_; }
   double default_alpha() const { return default_alpha_; }
   bool use_rslora() const { return use_rslora_; }
+  bool fan_in_fan_out() const { return fan_in_fan_out_; }
   // adapter_config.json's base_model_name_or_path, or "".
   const std::string& base_model() const { return base_model_; }
 
@@ -77,7 +79,33 @@ class LoraAdapter {
   int64_t default_rank_ = 8;
   double default_alpha_ = 8;
   bool use_rslora_ = false;
+  bool fan_in_fan_out_ = false;
   std::string base_model_;
 };
+
+// The safetensors key of a module's factor: base_model.model.<module>.lora_A.weight
+// (lora_B.weight; lora_embedding_A / lora_embedding_B for embeddings).
+std::string LoraFactorKey(std::string_view module, bool is_a, bool embedding);
+// base_model.model.<module>.lora_B.bias.
+std::string LoraBiasKey(std::string_view module);
+// base_model.model.<tensor>: a modules_to_save tensor replacing `tensor`.
+std::string LoraSavedKey(std::string_view tensor);
+
+// What alloy writes into adapter_config.json. Every adapter alloy makes has
+// scale 1 in every module (lora_alpha = r, alpha_pattern = rank_pattern), the
+// source scales being folded into the factors.
+struct LoraAdapterConfig {
+  std::string base_model;  // base_model_name_or_path ("" writes null)
+  int64_t r = 0;           // the largest module rank
+  bool fan_in_fan_out = false;
+  bool lora_bias = false;
+  std::vector<std::string> target_modules;   // last name components of the factor modules
+  std::vector<std::string> modules_to_save;  // modules whose tensors are stored whole
+  std::map<std::string, int64_t> rank_pattern;  // module → rank, for ranks other than r
+};
+
+// adapter_config.json text for `config` (PEFT's keys; peft_type LORA,
+// task_type CAUSAL_LM, use_rslora false).
+std::string LoraAdapterConfigJson(const LoraAdapterConfig& config);
 
 }  // namespace alloy::formats

@@ -21,8 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr std::string_view kIndexName = "model.safetensors.index.json";
-
 std::string Lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -67,10 +65,9 @@ Status ValidateRelativeName(const std::string& name) {
 }
 
 // Names the weight files own; added files may not shadow them.
-bool IsReservedName(const std::string& name) {
-  if (name == kIndexName) return true;
-  return name.rfind("model", 0) == 0 && name.size() >= 12 &&
-         name.compare(name.size() - 12, 12, ".safetensors") == 0;
+bool IsReservedName(const std::string& name, const std::string& stem) {
+  if (name == stem + ".safetensors.index.json") return true;
+  return name.rfind(stem, 0) == 0 && name.ends_with(".safetensors");
 }
 
 std::string StripTrailingSlashes(std::string path) {
@@ -125,11 +122,11 @@ Result<uint64_t> ParseByteSize(std::string_view text) {
   return static_cast<uint64_t>(value);
 }
 
-std::string ShardFileName(size_t i, size_t n) {
-  if (n == 1) return "model.safetensors";
+std::string ShardFileName(size_t i, size_t n, std::string_view stem) {
+  if (n == 1) return std::string(stem) + ".safetensors";
   char buf[64];
-  std::snprintf(buf, sizeof(buf), "model-%05zu-of-%05zu.safetensors", i, n);
-  return buf;
+  std::snprintf(buf, sizeof(buf), "-%05zu-of-%05zu.safetensors", i, n);
+  return std::string(stem) + buf;
 }
 
 namespace {
@@ -177,7 +174,7 @@ class ModelDirWriterImpl final : public ModelDirWriter {
 
 Status ModelDirWriterImpl::CheckExtraName(const std::string& relative_name) {
   ALLOY_RETURN_IF_ERROR(ValidateRelativeName(relative_name));
-  if (IsReservedName(relative_name)) {
+  if (IsReservedName(relative_name, options_.weights_stem)) {
     return Status::InvalidArgument("cannot add '" + relative_name + "' to " + out_dir_ +
                                    ": the name is reserved for the weight files");
   }
@@ -246,7 +243,7 @@ Status ModelDirWriterImpl::Begin(const std::vector<TensorInfo>& tensors,
   }
 
   const size_t n_shards = shard_members.size();
-  for (size_t s = 0; s < n_shards; ++s) weight_files_.push_back(ShardFileName(s + 1, n_shards));
+  for (size_t s = 0; s < n_shards; ++s) weight_files_.push_back(ShardFileName(s + 1, n_shards, options_.weights_stem));
   for (size_t s = 0; s < n_shards; ++s) {
     std::vector<TensorInfo> shard_tensors;
     shard_tensors.reserve(shard_members[s].size());
@@ -316,7 +313,8 @@ Status ModelDirWriterImpl::Finish() {
   }
   Status st;
   if (!index_json_.empty()) {
-    st = WriteWholeFile(tmp_dir_ + "/" + std::string(kIndexName), index_json_, options_.fsync);
+    st = WriteWholeFile(tmp_dir_ + "/" + options_.weights_stem + ".safetensors.index.json",
+                       index_json_, options_.fsync);
   }
   if (st.ok() && options_.fsync) st = FsyncPath(tmp_dir_);
   if (st.ok()) st = InstallOutput();

@@ -29,13 +29,17 @@ inline constexpr uint64_t kDefaultMaxShardBytes = 5'000'000'000;  // mergekit's 
 // decimals allowed ("1.5GB"). Fails with kInvalidArgument naming the text.
 Result<uint64_t> ParseByteSize(std::string_view text);
 
-// "model.safetensors" for n == 1, else "model-0000i-of-0000n.safetensors" (i is 1-based).
-std::string ShardFileName(size_t i, size_t n);
+// "<stem>.safetensors" for n == 1, else "<stem>-0000i-of-0000n.safetensors"
+// (i is 1-based).
+std::string ShardFileName(size_t i, size_t n, std::string_view stem = "model");
 
 struct ModelWriterOptions {
   uint64_t max_shard_bytes = kDefaultMaxShardBytes;
   bool fsync = false;      // fsync every file and the directory before renaming
   bool overwrite = false;  // replace an existing non-empty output directory
+  // Weight files are <stem>.safetensors, or <stem>-0000i-of-0000n.safetensors
+  // plus <stem>.safetensors.index.json ("adapter_model" for PEFT adapters).
+  std::string weights_stem = "model";
 };
 
 class ModelDirWriter : public TensorSink {

@@ -10,6 +10,7 @@
 #include "formats/dtype.h"
 #include "kernels/lowrank.h"
 #include "merge/codec.h"
+#include "merge/lora_io.h"
 
 namespace alloy::merge {
 namespace {
@@ -30,16 +31,6 @@ struct Factors {
   std::vector<double> l, r;
 };
 
-// Reads a whole (small) adapter tensor as float64.
-Status ReadF64(formats::TensorSource& src, const TensorInfo& info, std::vector<double>* out) {
-  std::vector<uint8_t> bytes(info.nbytes);
-  ALLOY_RETURN_IF_ERROR(src.Read(info, 0, bytes));
-  std::vector<float> f32(info.numel());
-  DecodeToF32(info.dtype, bytes, f32);
-  out->assign(f32.begin(), f32.end());
-  return Status::OK();
-}
-
 enum class Origin : uint8_t { kBase, kDelta, kReplaced };
 
 struct Entry {
@@ -52,8 +43,8 @@ struct Entry {
 class LoraSource final : public formats::TensorSource {
  public:
   LoraSource(std::unique_ptr<formats::TensorSource> base,
-             std::unique_ptr<formats::LoraAdapter> adapter)
-      : base_(std::move(base)), adapter_(std::move(adapter)) {
+             std::unique_ptr<formats::LoraAdapter> adapter, double scale_multiplier)
+      : base_(std::move(base)), adapter_(std::move(adapter)), multiplier_(scale_multiplier) {
     name_ = base_->name() + "+" + adapter_->directory();
     files_ = base_->files();
     for (const std::string& f : adapter_->tensors().files()) files_.push_back(f);
@@ -185,19 +176,25 @@ class LoraSource final : public formats::TensorSource {
     if (values.size() < n) values.resize(n), scratch.resize(n), result.resize(n);
     DecodeToF32(w.dtype, out, std::span<float>(values.data(), n));
     const uint64_t first = offset / elem;
-    const double scale = e.delta->scale;
+    const double scale = e.delta->scale * multiplier_;
     for (size_t done = 0; done < n;) {
       const uint64_t flat = first + done;
       const size_t row = static_cast<size_t>(flat / f->cols);
       const size_t col = static_cast<size_t>(flat % f->cols);
-      const size_t len = std::min(f->cols - col, n - done);
-      std::span<double> seg(result.data() + done, len);
-      kernels::LowRankRow(std::span<const double>(f->l.data() + row * f->rank, f->rank),
-                          f->r.data() + col, f->cols, seg);
-      for (size_t j = 0; j < len; ++j) {
-        seg[j] = static_cast<double>(values[done + j]) + scale * seg[j];
+      if (col == 0 && n - done >= f->cols) {  // whole rows: several at a time
+        const size_t rows = (n - done) / f->cols;
+        kernels::LowRankRows(f->l.data() + row * f->rank, rows, f->rank, f->r.data(), f->cols,
+                             f->cols, result.data() + done);
+        done += rows * f->cols;
+        continue;
       }
+      const size_t len = std::min(f->cols - col, n - done);
+      kernels::LowRankRow(std::span<const double>(f->l.data() + row * f->rank, f->rank),
+                          f->r.data() + col, f->cols, std::span<double>(result.data() + done, len));
       done += len;
+    }
+    for (size_t j = 0; j < n; ++j) {
+      result[j] = static_cast<double>(values[j]) + scale * result[j];
     }
     EncodeFromF64(w.dtype, std::span<const double>(result.data(), n), out,
                   std::span<float>(scratch.data(), n), kernels::Overflow::kToInf, nullptr);
@@ -214,14 +211,14 @@ class LoraSource final : public formats::TensorSource {
     auto f = std::make_shared<Factors>();
     formats::TensorSource& src = adapter_->tensors();
     std::vector<double> a, b;
-    ALLOY_RETURN_IF_ERROR(ReadF64(src, *d.b, &b));
+    ALLOY_RETURN_IF_ERROR(ReadTensorF64(src, *d.b, &b));
     if (d.kind == LoraKind::kBias) {
       f->rank = 1;
       f->cols = b.size();
       f->l = {1.0};
       f->r = std::move(b);
     } else {
-      ALLOY_RETURN_IF_ERROR(ReadF64(src, *d.a, &a));
+      ALLOY_RETURN_IF_ERROR(ReadTensorF64(src, *d.a, &a));
       const size_t rank = static_cast<size_t>(d.rank);
       const size_t in = static_cast<size_t>(d.a->shape[1]);
       const size_t out = static_cast<size_t>(d.b->shape[0]);
@@ -248,6 +245,7 @@ class LoraSource final : public formats::TensorSource {
 
   std::unique_ptr<formats::TensorSource> base_;
   std::unique_ptr<formats::LoraAdapter> adapter_;
+  double multiplier_ = 1.0;
   std::string name_;
   std::vector<std::string> files_;
   std::vector<TensorInfo> infos_;
@@ -260,8 +258,10 @@ class LoraSource final : public formats::TensorSource {
 }  // namespace
 
 formats::Result<std::unique_ptr<formats::TensorSource>> ApplyLora(
-    std::unique_ptr<formats::TensorSource> base, std::unique_ptr<formats::LoraAdapter> adapter) {
-  auto source = std::make_unique<LoraSource>(std::move(base), std::move(adapter));
+    std::unique_ptr<formats::TensorSource> base, std::unique_ptr<formats::LoraAdapter> adapter,
+    double scale_multiplier) {
+  auto source =
+      std::make_unique<LoraSource>(std::move(base), std::move(adapter), scale_multiplier);
   ALLOY_RETURN_IF_ERROR(source->Init());
   return std::unique_ptr<formats::TensorSource>(std::move(source));
 }

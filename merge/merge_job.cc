@@ -220,7 +220,7 @@ Status RunMergeFileInto(formats::Result<RecipeFile> parsed, const std::string& o
       report.documents.push_back(std::move(doc));
       continue;
     }
-    DiskModelOpener opener(path_map, formats::FileAccess::kPread);
+    DiskModelOpener opener(path_map, formats::FileAccess::kPread, options.lora_scale);
     PlanInputs inputs{opener.AsOpener(), file.path, options.allow_crimes};
     ALLOY_ASSIGN_OR_RETURN(MergePlan plan,
                            PlanMerge(PointAtIntermediates(recipe, inter_dir), inputs));

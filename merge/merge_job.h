@@ -36,6 +36,8 @@ struct MergeJobOptions {
   bool dry_run = false;          // plan and describe; write nothing
   bool allow_crimes = false;     // models of different architectures
   bool lazy = true;              // skip intermediates whose output is complete
+  double lora_scale = 1.0;       // multiplies every `model+lora` adapter's scale
+                                 // (`alloy lora apply --scale`)
   // Called before a document starts (after planning), from the calling thread.
   std::function<void(const std::string& name, const MergePlan& plan)> on_document;
   // When set and the run fails, receives the warnings gathered before the

@@ -14,8 +14,8 @@
 namespace alloy::merge {
 
 DiskModelOpener::DiskModelOpener(std::vector<std::pair<std::string, std::string>> path_map,
-                                 formats::FileAccess access)
-    : path_map_(std::move(path_map)), access_(access) {}
+                                 formats::FileAccess access, double lora_scale)
+    : path_map_(std::move(path_map)), access_(access), lora_scale_(lora_scale) {}
 
 // `path` (with `revision`) as a canonical local path: an existing path as is
 // (a revision is then ignored, with a warning, as in mergekit), else a hub id
@@ -62,7 +62,7 @@ formats::Result<OpenedModel> DiskModelOpener::Open(const ModelRef& original) {
   if (!lora_key.empty()) {
     auto adapter = formats::LoraAdapter::Open(lora_key, access_);
     if (!adapter.ok()) return adapter.status().WithContext("LoRA '" + ref.lora_path + "'");
-    ALLOY_ASSIGN_OR_RETURN(source, ApplyLora(std::move(source), std::move(*adapter)));
+    ALLOY_ASSIGN_OR_RETURN(source, ApplyLora(std::move(source), std::move(*adapter), lora_scale_));
   }
   OpenedModel opened;
   opened.source = source.get();

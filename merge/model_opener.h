@@ -22,8 +22,10 @@ namespace alloy::merge {
 
 class DiskModelOpener {
  public:
+  // `lora_scale` multiplies the scale of every adapter applied (`model+lora`).
   explicit DiskModelOpener(std::vector<std::pair<std::string, std::string>> path_map = {},
-                           formats::FileAccess access = formats::FileAccess::kMmap);
+                           formats::FileAccess access = formats::FileAccess::kMmap,
+                           double lora_scale = 1.0);
 
   // Opens `ref` (after the path map) or returns the cached model with the same
   // canonical directory. A revision on a path that exists locally is ignored
@@ -52,6 +54,7 @@ class DiskModelOpener {
   };
   std::vector<std::pair<std::string, std::string>> path_map_;
   formats::FileAccess access_;
+  double lora_scale_ = 1.0;
   std::map<std::string, Entry> by_path_;  // identity → model
   std::vector<std::string> warnings_;
 };

@@ -98,4 +98,10 @@ step "10. alloy compare: how the TIES merge relates to its parents, and where th
   --metric tau_cosine --top 3 --html "$out/compare.html" --json "$out/compare.json"
 echo "open $out/compare.html in a browser for heatmaps, charts and the sortable tensor table"
 
+step "11. alloy lora: extract an adapter from a fine-tune, concatenate two, apply one"
+"$alloy" lora extract --base "$m/llama-base" --model "$m/llama-ft1" "$out/llama-ft1-lora" --rank 8
+"$alloy" lora concat "$out/llama-both-lora" "$m/llama-lora" "$out/llama-ft1-lora" --weights 1 0.5
+"$alloy" lora inspect "$out/llama-both-lora" | tail -n 3
+"$alloy" lora apply "$m/llama-base" "$out/llama-both-lora" "$out/llama-both"
+
 step "done: outputs are in $out/"
