@@ -5,6 +5,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 
 #include <regex>
@@ -17,8 +18,12 @@
 #include "kernels/parallel.h"
 #include "kernels/sketch.h"
 #include "merge/codec.h"
+#include "merge/executor.h"
 #include "merge/lora_io.h"
+#include "merge/lora_source.h"
+#include "merge/plan.h"
 #include "merge/plan_internal.h"
+#include "merge/recipe.h"
 
 namespace alloy::merge {
 namespace {
@@ -38,6 +43,7 @@ std::string Num(double v) {
 // The adapters, opened; `weights` checked against them (empty: all 1).
 struct Sources {
   std::vector<std::string> refs;
+  std::vector<std::string> dirs;  // resolved
   std::vector<std::unique_ptr<LoraAdapter>> adapters;
   std::vector<double> weights;
 };
@@ -60,6 +66,7 @@ Result<Sources> OpenAdapters(const std::vector<std::string>& refs,
     ALLOY_ASSIGN_OR_RETURN(std::string dir, formats::ResolveModelReference(refs[i]));
     auto adapter = LoraAdapter::Open(dir);
     if (!adapter.ok()) return adapter.status().WithContext("adapter '" + refs[i] + "'");
+    s.dirs.push_back(dir);
     if (i > 0 && (*adapter)->fan_in_fan_out() != s.adapters[0]->fan_in_fan_out()) {
       return Status::InvalidArgument(
           "adapter '" + refs[i] + "' has fan_in_fan_out " +
@@ -201,18 +208,18 @@ Result<LoraBuildReport> Write(const std::string& out_dir, const AdapterContents&
   return report;
 }
 
-// Factors of a truncated SVD as LoRA factors for a delta of shape out × in
-// (linear: ΔW = B·A; `transposed`: the SVD is of ΔWᵀ's orientation, i.e.
-// an embedding's [num_embeddings, dim] delta = (B·A)ᵀ): √σ on each side.
+// The first `rank` triplets of a truncated SVD as LoRA factors, √σ on each
+// side. The SVD is of the delta as B·A (out × in), or with `transposed` of
+// the delta as the base holds it for embeddings and fan_in_fan_out,
+// (B·A)ᵀ (in × out).
 ModuleFactors SplitSvd(const std::string& module, const kernels::SvdFactors& svd, size_t rank,
-                       bool embedding) {
-  // Linear: ΔW (rows × cols = out × in) ≈ U·S·Vᵀ → B = U·√S, A = √S·Vᵀ.
-  // Embedding: ΔW (num_embeddings × dim) ≈ U·S·Vᵀ = (B·A)ᵀ → B = V·√S, A = √S·Uᵀ.
+                       bool transposed, bool embedding) {
+  // B·A ≈ U·S·Vᵀ → B = U·√S, A = √S·Vᵀ; (B·A)ᵀ ≈ U·S·Vᵀ → B = V·√S, A = √S·Uᵀ.
   const size_t rows = svd.rows, cols = svd.cols, k = svd.rank();
-  const std::vector<double>& left = embedding ? svd.v : svd.u;   // out × k
-  const std::vector<double>& right = embedding ? svd.u : svd.v;  // in × k
-  const size_t out = embedding ? cols : rows;
-  const size_t in = embedding ? rows : cols;
+  const std::vector<double>& left = transposed ? svd.v : svd.u;   // out × k
+  const std::vector<double>& right = transposed ? svd.u : svd.v;  // in × k
+  const size_t out = transposed ? cols : rows;
+  const size_t in = transposed ? rows : cols;
   ModuleFactors f;
   f.module = module;
   f.embedding = embedding;
@@ -227,6 +234,23 @@ ModuleFactors SplitSvd(const std::string& module, const kernels::SvdFactors& svd
     for (size_t i = 0; i < in; ++i) f.a[j * in + i] = root * right[i * k + j];
   }
   return f;
+}
+
+// The top min(rank, rows, cols) SVD triplets of a dense rows × cols matrix:
+// exact for small matrices or a rank close to the smaller side, where a
+// sketch would save nothing; else a randomized SVD (2 power iterations).
+kernels::SvdFactors TruncatedSvd(std::span<const float> m, size_t rows, size_t cols, size_t rank,
+                                 uint64_t seed) {
+  const size_t want = std::min({rank, rows, cols});
+  const size_t small = std::min(rows, cols);
+  if (small <= 256 || 4 * (want + 8) >= small) return kernels::DenseSvd(m, rows, cols, want);
+  kernels::SketchOptions so;
+  so.rank = want;
+  so.oversample = std::max<size_t>(8, want / 4);
+  so.power_iters = 2;
+  so.seed = seed;
+  so.vectors = true;
+  return kernels::SketchSvd(m, rows, cols, so);
 }
 
 // How many of `s` (descending) to keep: at most `rank`, only values > eps,
@@ -306,9 +330,227 @@ Result<LoraBuildReport> ConcatLora(const std::vector<std::string>& adapters,
 }
 
 const std::vector<std::string>& CombineMethods() {
-  static const std::vector<std::string> kMethods = {"linear", "svd"};
+  static const std::vector<std::string> kMethods = {"linear", "svd", "ties", "dare_linear",
+                                                    "dare_ties", "magnitude_prune"};
   return kMethods;
 }
+
+namespace {
+
+// Float32 zeros under the given names and shapes: the base the sparsifying
+// combine methods merge the adapters' deltas against (δ_i = D_i − 0).
+class ZeroSource final : public formats::TensorSource {
+ public:
+  ZeroSource(std::string name, std::vector<formats::TensorInfo> tensors)
+      : name_(std::move(name)), tensors_(std::move(tensors)) {
+    for (size_t i = 0; i < tensors_.size(); ++i) index_[tensors_[i].name] = i;
+  }
+  const std::string& name() const override { return name_; }
+  const std::vector<formats::TensorInfo>& tensors() const override { return tensors_; }
+  const formats::TensorInfo* Find(std::string_view name) const override {
+    auto it = index_.find(name);
+    return it == index_.end() ? nullptr : &tensors_[it->second];
+  }
+  Result<std::span<const uint8_t>> View(const formats::TensorInfo&) override {
+    return Status::Unsupported(name_ + " has no bytes to map");
+  }
+  Status Read(const formats::TensorInfo& info, uint64_t offset,
+              std::span<uint8_t> out) const override {
+    if (offset > info.nbytes || out.size() > info.nbytes - offset) {
+      return Status::InvalidArgument(name_ + ": read outside tensor '" + info.name + "'");
+    }
+    std::fill(out.begin(), out.end(), uint8_t{0});  // +0.0f
+    return Status::OK();
+  }
+  void Release(const formats::TensorInfo&, uint64_t, uint64_t) override {}
+  const std::map<std::string, std::string>& metadata() const override { return metadata_; }
+  const std::vector<std::string>& files() const override { return files_; }
+
+ private:
+  std::string name_;
+  std::vector<formats::TensorInfo> tensors_;
+  std::map<std::string, size_t, std::less<>> index_;
+  std::map<std::string, std::string> metadata_;
+  std::vector<std::string> files_;
+};
+
+// Keeps every float32 tensor the executor writes until Take() hands it over.
+class CaptureSink final : public formats::TensorSink {
+ public:
+  Status Begin(const std::vector<formats::TensorInfo>& tensors,
+               const std::map<std::string, std::string>&) override {
+    infos_ = tensors;
+    buffers_.assign(tensors.size(), {});
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      if (tensors[i].dtype != formats::DType::kF32) {
+        return Status::InvalidArgument("combine: tensor '" + tensors[i].name + "' is not float32");
+      }
+      index_[tensors[i].name] = i;
+    }
+    return Status::OK();
+  }
+  Status WriteAt(size_t index, uint64_t offset, std::span<const uint8_t> bytes) override {
+    std::vector<float>* buf;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      buf = &buffers_.at(index);
+      if (buf->empty()) buf->resize(infos_[index].numel());
+    }
+    std::memcpy(reinterpret_cast<uint8_t*>(buf->data()) + offset, bytes.data(), bytes.size());
+    return Status::OK();
+  }
+  Status Finish() override { return Status::OK(); }
+  void Abort() override {}
+
+  // The tensor's values (zeros when it was never written); frees them here.
+  std::vector<float> Take(std::string_view name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const size_t i = index_.at(std::string(name));
+    std::vector<float> out = std::move(buffers_[i]);
+    if (out.empty()) out.assign(infos_[i].numel(), 0.0f);
+    buffers_[i] = std::vector<float>();
+    return out;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<formats::TensorInfo> infos_;
+  std::vector<std::vector<float>> buffers_;
+  std::map<std::string, size_t> index_;
+};
+
+std::string Exact(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%.17g", v);
+  return buf;
+}
+
+// The rank-R factors of Σ w_i·s_i·B_i·A_i, exactly from the stacked factors.
+Result<std::optional<ModuleFactors>> CombineLowRank(const Sources& s, const UnionModule& m,
+                                                    size_t rank, LoraModuleSummary* summary) {
+  // M = L·R with L = [B_1 … B_n] (out × Σr) and R = [w_1·s_1·A_1; …] (Σr × in).
+  std::vector<ModuleFactors> parts;
+  size_t k = 0;
+  for (const auto& [i, d] : m.factors) {
+    ALLOY_ASSIGN_OR_RETURN(ModuleFactors f, ReadScaledFactors(*s.adapters[i], *d));
+    for (double& v : f.a) v *= s.weights[i];
+    k += static_cast<size_t>(f.rank);
+    parts.push_back(std::move(f));
+  }
+  const size_t out = static_cast<size_t>(parts[0].out);
+  const size_t in = static_cast<size_t>(parts[0].in);
+  std::vector<double> l(out * k), r;
+  r.reserve(k * in);
+  size_t col = 0;
+  for (const ModuleFactors& f : parts) {
+    const size_t fr = static_cast<size_t>(f.rank);
+    for (size_t row = 0; row < out; ++row) {
+      std::copy_n(f.b.begin() + static_cast<ptrdiff_t>(row * fr), fr,
+                  l.begin() + static_cast<ptrdiff_t>(row * k + col));
+    }
+    r.insert(r.end(), f.a.begin(), f.a.end());
+    col += fr;
+  }
+  const kernels::SvdFactors svd = kernels::LowRankSvd(l, out, r, k, in, rank);
+  double total_sq = 0;
+  for (double v : kernels::LowRankSingularValues(l, out, r, k, in)) total_sq += v * v;
+  const size_t kept = KeptRank(svd.s, rank, 0.0);
+  *summary = LoraModuleSummary{m.module, static_cast<int64_t>(kept), std::sqrt(total_sq),
+                               KeptEnergy(svd.s, kept, total_sq)};
+  if (kept == 0) return std::optional<ModuleFactors>();
+  return std::optional<ModuleFactors>(SplitSvd(m.module, svd, kept, false, parts[0].embedding));
+}
+
+// ties / dare_* / magnitude_prune: the merge engine's method over the dense
+// deltas D_i = s_i·B_i·A_i (each adapter applied to a zero model, weights
+// w_i, `density`), each combined module factored as it is written.
+Status CombineWithEngine(const Sources& s, const std::vector<UnionModule>& modules,
+                         const CombineOptions& combine, const LoraBuildOptions& options,
+                         std::vector<std::optional<ModuleFactors>>* factors,
+                         std::vector<LoraModuleSummary>* summaries) {
+  struct Target {
+    size_t module = 0;  // into `modules`
+    bool transposed = false;
+    bool embedding = false;
+  };
+  std::vector<formats::TensorInfo> zeros;
+  std::map<std::string, Target, std::less<>> targets;
+  for (size_t j = 0; j < modules.size(); ++j) {
+    if (modules[j].factors.empty()) continue;
+    const LoraDelta& d = *modules[j].factors.front().second;
+    const bool transposed = d.kind == LoraKind::kTransposed;
+    const int64_t out = d.b->shape[0], in = d.a->shape[1];
+    ALLOY_ASSIGN_OR_RETURN(formats::TensorInfo info,
+                           formats::MakeTensorInfo(d.base_name, formats::DType::kF32,
+                                                   transposed ? std::vector<int64_t>{in, out}
+                                                              : std::vector<int64_t>{out, in}));
+    zeros.push_back(std::move(info));
+    targets[d.base_name] = Target{j, transposed, d.embedding};
+  }
+  // Models: "zero" and "adapter-<i>", opened from memory.
+  std::map<std::string, std::unique_ptr<formats::TensorSource>> sources;
+  sources["zero"] = std::make_unique<ZeroSource>("zero model", zeros);
+  std::string recipe = "merge_method: " +
+                       std::string(combine.method == "magnitude_prune" ? "ties" : combine.method) +
+                       "\nbase_model: zero\ndtype: float32\n";
+  if (combine.method == "magnitude_prune") recipe += "parameters:\n  normalize: false\n";
+  recipe += "models:\n";
+  for (size_t i = 0; i < s.adapters.size(); ++i) {
+    ALLOY_ASSIGN_OR_RETURN(std::unique_ptr<LoraAdapter> adapter, LoraAdapter::Open(s.dirs[i]));
+    auto applied = ApplyLora(std::make_unique<ZeroSource>("zero model", zeros),
+                             std::move(adapter), 1.0, /*apply_saved=*/false);
+    if (!applied.ok()) return applied.status().WithContext("adapter '" + s.refs[i] + "'");
+    const std::string name = "adapter-" + std::to_string(i);
+    sources[name] = std::move(*applied);
+    recipe += "  - model: " + name + "\n    parameters:\n      weight: " + Exact(s.weights[i]) +
+              "\n      density: " + Exact(*combine.density) + "\n";
+  }
+  ALLOY_ASSIGN_OR_RETURN(RecipeFile file, ParseRecipeText(recipe, "lora combine"));
+  ModelOpener opener = [&](const ModelRef& ref) -> Result<OpenedModel> {
+    auto it = sources.find(ref.path);
+    if (it == sources.end()) return Status::NotFound("no model '" + ref.path + "'");
+    OpenedModel m;
+    m.source = it->second.get();
+    m.path = ref.path;
+    m.identity = ref.path;
+    return m;
+  };
+  ALLOY_ASSIGN_OR_RETURN(MergePlan plan,
+                         PlanMerge(file.documents.at(0), PlanInputs{opener, "lora combine", true}));
+  if (combine.method == "magnitude_prune") plan.method = "magnitude_prune";
+  std::vector<formats::TensorSource*> ordered;
+  for (const PlannedModel& pm : plan.models) ordered.push_back(sources.at(pm.ref.path).get());
+
+  CaptureSink sink;
+  ExecuteOptions exec;
+  exec.seed = options.seed;
+  exec.threads = options.threads;
+  const size_t rank = static_cast<size_t>(combine.rank);
+  size_t done = 0;
+  exec.progress = [&](uint64_t, uint64_t, std::string_view tensor) {
+    const Target& t = targets.at(std::string(tensor));
+    const formats::TensorInfo& info = *sources.at("zero")->Find(tensor);
+    const std::vector<float> m = sink.Take(tensor);
+    double total_sq = 0;
+    for (float v : m) total_sq += static_cast<double>(v) * static_cast<double>(v);
+    const size_t rows = static_cast<size_t>(info.shape[0]);
+    const size_t cols = static_cast<size_t>(info.shape[1]);
+    kernels::SvdFactors svd;
+    if (total_sq > 0) svd = TruncatedSvd(m, rows, cols, rank, options.seed);
+    const size_t kept = KeptRank(svd.s, rank, 0.0);
+    const std::string& module = modules[t.module].module;
+    (*summaries)[t.module] = LoraModuleSummary{module, static_cast<int64_t>(kept),
+                                               std::sqrt(total_sq),
+                                               KeptEnergy(svd.s, kept, total_sq)};
+    if (kept > 0) (*factors)[t.module] = SplitSvd(module, svd, kept, t.transposed, t.embedding);
+    if (options.progress) options.progress(++done, targets.size(), module);
+  };
+  ALLOY_ASSIGN_OR_RETURN(MergeReport merged, ExecutePlan(plan, ordered, sink, exec));
+  (void)merged;
+  return Status::OK();
+}
+
+}  // namespace
 
 Result<LoraBuildReport> CombineLora(const std::vector<std::string>& adapters,
                                     const std::vector<double>& weights,
@@ -316,23 +558,20 @@ Result<LoraBuildReport> CombineLora(const std::vector<std::string>& adapters,
                                     const LoraBuildOptions& options) {
   const std::vector<std::string>& known = CombineMethods();
   if (std::find(known.begin(), known.end(), combine.method) == known.end()) {
-    const bool planned = combine.method == "ties" || combine.method == "dare_linear" ||
-                         combine.method == "dare_ties" || combine.method == "magnitude_prune";
     std::string list;
     for (const std::string& m : known) list += (list.empty() ? "" : ", ") + m;
-    if (planned) {
-      return Status::Unsupported("--method " + combine.method +
-                                 " is not implemented in alloy lora combine yet (available: " +
-                                 list + "); meanwhile apply each adapter (alloy lora apply) and "
-                                 "merge the models with a " + combine.method + " recipe");
-    }
     return Status::InvalidArgument("unknown --method '" + combine.method + "' (available: " +
                                    list + ")");
   }
+  const bool dense = combine.method != "linear" && combine.method != "svd";
   if (combine.rank < 1) return Status::InvalidArgument("--rank must be at least 1");
-  if (combine.density) {
+  if (combine.density && !dense) {
     return Status::InvalidArgument("--density applies to ties, dare_* and magnitude_prune, not " +
                                    combine.method);
+  }
+  if (dense && !combine.density) {
+    return Status::InvalidArgument("--method " + combine.method +
+                                   " needs --density (the fraction of each delta kept)");
   }
   kernels::SetThreads(options.threads);
   ALLOY_ASSIGN_OR_RETURN(Sources s, OpenAdapters(adapters, weights));
@@ -344,46 +583,25 @@ Result<LoraBuildReport> CombineLora(const std::vector<std::string>& adapters,
   contents.base_model = BaseModelOf(s, &report.warnings);
   ALLOY_ASSIGN_OR_RETURN(contents.saved, UnionOfSaved(s, modules));
   const size_t rank = static_cast<size_t>(combine.rank);
-  size_t done = 0;
-  for (const UnionModule& m : modules) {
+  std::vector<std::optional<ModuleFactors>> factors(modules.size());
+  std::vector<LoraModuleSummary> summaries(modules.size());
+  if (dense) {
+    ALLOY_RETURN_IF_ERROR(CombineWithEngine(s, modules, combine, options, &factors, &summaries));
+  } else {
+    size_t done = 0;
+    for (size_t j = 0; j < modules.size(); ++j) {
+      if (!modules[j].factors.empty()) {
+        ALLOY_ASSIGN_OR_RETURN(factors[j], CombineLowRank(s, modules[j], rank, &summaries[j]));
+      }
+      if (options.progress) options.progress(++done, modules.size(), modules[j].module);
+    }
+  }
+  for (size_t j = 0; j < modules.size(); ++j) {
+    const UnionModule& m = modules[j];
     if (!m.factors.empty()) {
-      // M = Σ w_i·s_i·B_i·A_i = L·R with L = [B_1 … B_n] (out × Σr) and
-      // R = [w_1·s_1·A_1; …] (Σr × in), factored exactly without forming M.
-      std::vector<ModuleFactors> parts;
-      size_t k = 0;
-      for (const auto& [i, d] : m.factors) {
-        ALLOY_ASSIGN_OR_RETURN(ModuleFactors f, ReadScaledFactors(*s.adapters[i], *d));
-        for (double& v : f.a) v *= s.weights[i];
-        k += static_cast<size_t>(f.rank);
-        parts.push_back(std::move(f));
-      }
-      const size_t out = static_cast<size_t>(parts[0].out);
-      const size_t in = static_cast<size_t>(parts[0].in);
-      std::vector<double> l(out * k), r;
-      r.reserve(k * in);
-      size_t col = 0;
-      for (const ModuleFactors& f : parts) {
-        const size_t fr = static_cast<size_t>(f.rank);
-        for (size_t row = 0; row < out; ++row) {
-          std::copy_n(f.b.begin() + static_cast<ptrdiff_t>(row * fr), fr,
-                      l.begin() + static_cast<ptrdiff_t>(row * k + col));
-        }
-        r.insert(r.end(), f.a.begin(), f.a.end());
-        col += fr;
-      }
-      // The SVD is of B·A (out × in) whatever the module kind; SplitSvd with
-      // embedding = false puts it back as B and A.
-      const kernels::SvdFactors svd = kernels::LowRankSvd(l, out, r, k, in, rank);
-      double total_sq = 0;
-      for (double v : kernels::LowRankSingularValues(l, out, r, k, in)) total_sq += v * v;
-      const size_t kept = KeptRank(svd.s, rank, 0.0);
-      if (kept > 0) {
-        ModuleFactors f = SplitSvd(m.module, svd, kept, false);
-        f.embedding = parts[0].embedding;
-        report.modules.push_back(LoraModuleSummary{m.module, static_cast<int64_t>(kept),
-                                                   std::sqrt(total_sq),
-                                                   KeptEnergy(svd.s, kept, total_sq)});
-        contents.modules.push_back(std::move(f));
+      if (factors[j]) {
+        report.modules.push_back(summaries[j]);
+        contents.modules.push_back(std::move(*factors[j]));
       } else {
         report.warnings.push_back("module '" + m.module +
                                   "': the combined delta is zero; it is left out");
@@ -393,12 +611,12 @@ Result<LoraBuildReport> CombineLora(const std::vector<std::string>& adapters,
       ALLOY_ASSIGN_OR_RETURN(std::vector<double> bias, SumBiases(s, m));
       contents.biases.emplace_back(m.module, std::move(bias));
     }
-    if (options.progress) options.progress(++done, modules.size(), m.module);
   }
   std::string what = "A rank-" + std::to_string(rank) + " combination (`" + combine.method +
-                     "`) of " + std::to_string(adapters.size()) +
-                     " LoRA adapters: the best rank-" + std::to_string(rank) +
-                     " factorization of Σ w_i·s_i·B_i·A_i per module, with\n\n";
+                     "`" + (combine.density ? ", density " + Num(*combine.density) : "") +
+                     ") of " + std::to_string(adapters.size()) +
+                     " LoRA adapters: per module, the best rank-" + std::to_string(rank) +
+                     " factorization of the combined delta of w_i·s_i·B_i·A_i, with\n\n";
   for (size_t i = 0; i < adapters.size(); ++i) {
     what += "- `" + adapters[i] + "`, weight " + Num(s.weights[i]) + "\n";
   }
@@ -408,13 +626,6 @@ Result<LoraBuildReport> CombineLora(const std::vector<std::string>& adapters,
 }
 
 namespace {
-
-// Whether extract factorizes a 2-D tensor exactly: small matrices, or a rank
-// close to the smaller side, where a sketch would save nothing.
-bool UseExactSvd(size_t rows, size_t cols, size_t rank) {
-  const size_t small = std::min(rows, cols);
-  return small <= 256 || 4 * (rank + 8) >= small;
-}
 
 Result<std::vector<std::regex>> CompileAll(const std::vector<std::string>& patterns,
                                            const char* flag) {
@@ -545,24 +756,12 @@ Result<LoraBuildReport> ExtractLora(const std::string& base_ref, const std::stri
     const size_t cols = static_cast<size_t>(t.shape[1]);
     const size_t want = std::min({rank, rows, cols});
     kernels::SvdFactors svd;
-    if (total_sq == 0) {
-      // unchanged: no factors
-    } else if (UseExactSvd(rows, cols, want)) {
-      svd = kernels::DenseSvd(delta, rows, cols, want);
-    } else {
-      kernels::SketchOptions so;
-      so.rank = want;
-      so.oversample = std::max<size_t>(8, want / 4);
-      so.power_iters = 2;
-      so.seed = options.seed;
-      so.vectors = true;
-      svd = kernels::SketchSvd(delta, rows, cols, so);
-    }
+    if (total_sq > 0) svd = TruncatedSvd(delta, rows, cols, want, options.seed);
     const size_t kept = KeptRank(svd.s, want, extract.sv_epsilon);
     if (kept == 0) {
       ++unchanged;
     } else {
-      contents.modules.push_back(SplitSvd(module, svd, kept, embed && !head));
+      contents.modules.push_back(SplitSvd(module, svd, kept, embed && !head, embed && !head));
       report.modules.push_back(LoraModuleSummary{module, static_cast<int64_t>(kept),
                                                  std::sqrt(total_sq),
                                                  KeptEnergy(svd.s, kept, total_sq)});

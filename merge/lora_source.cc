@@ -50,7 +50,7 @@ class LoraSource final : public formats::TensorSource {
     for (const std::string& f : adapter_->tensors().files()) files_.push_back(f);
   }
 
-  Status Init() {
+  Status Init(bool apply_saved) {
     const std::string& dir = adapter_->directory();
     std::map<std::string, Entry, std::less<>> by_name;
     for (const LoraDelta& d : adapter_->deltas()) {
@@ -84,6 +84,7 @@ class LoraSource final : public formats::TensorSource {
       by_name[d.base_name] = Entry{Origin::kDelta, info, &d, nullptr};
     }
     for (const auto& [name, repl] : adapter_->replacements()) {
+      if (!apply_saved) break;
       const TensorInfo* info = base_->Find(name);
       const std::string where = "LoRA adapter " + dir + ": saved module tensor '" + name + "'";
       if (info == nullptr || info->shape != repl->shape) {
@@ -259,10 +260,10 @@ class LoraSource final : public formats::TensorSource {
 
 formats::Result<std::unique_ptr<formats::TensorSource>> ApplyLora(
     std::unique_ptr<formats::TensorSource> base, std::unique_ptr<formats::LoraAdapter> adapter,
-    double scale_multiplier) {
+    double scale_multiplier, bool apply_saved) {
   auto source =
       std::make_unique<LoraSource>(std::move(base), std::move(adapter), scale_multiplier);
-  ALLOY_RETURN_IF_ERROR(source->Init());
+  ALLOY_RETURN_IF_ERROR(source->Init(apply_saved));
   return std::unique_ptr<formats::TensorSource>(std::move(source));
 }
 

@@ -22,12 +22,14 @@
 namespace alloy::merge {
 
 // Wraps `base` with `adapter`, every module's scale multiplied by
-// `scale_multiplier` (`alloy lora apply --scale`). Fails (kInvalidArgument, naming the adapter,
+// `scale_multiplier` (`alloy lora apply --scale`); with `apply_saved` false
+// the adapter's modules_to_save tensors are ignored (the base's are read).
+// Fails (kInvalidArgument, naming the adapter,
 // the module and the model) when a factor's base tensor is missing, is not a
 // float tensor, or has a shape the factors do not fit; or when a saved module
 // has a different shape than the tensor it replaces.
 formats::Result<std::unique_ptr<formats::TensorSource>> ApplyLora(
     std::unique_ptr<formats::TensorSource> base, std::unique_ptr<formats::LoraAdapter> adapter,
-    double scale_multiplier = 1.0);
+    double scale_multiplier = 1.0, bool apply_saved = true);
 
 }  // namespace alloy::merge

@@ -70,6 +70,10 @@ constexpr Family kFamilies[] = {
     {"breadcrumbs_ties", Consensus::kSum, Sparsifier::kOutliers},
     {"della", Consensus::kSum, Sparsifier::kDella},
     {"della_linear", Consensus::kNone, Sparsifier::kDella},
+    // Not a recipe method (mergekit has no such YAML name): PEFT's
+    // magnitude_prune, TIES's top-k without the sign election. `alloy lora
+    // combine` plans it as `ties` (same parameters) and runs it under this name.
+    {"magnitude_prune", Consensus::kNone, Sparsifier::kMagnitude},
 };
 
 // What S_i is for one model in one tensor.

@@ -144,7 +144,11 @@ TEST_CASE("lora build commands refuse bad arguments with exit code 2", "[cli][lo
   const std::string a = dir.Join("adapter");
   Run r = Binary("lora combine " + dir.Join("t") + " " + a + " --method ties --rank 2", dir);
   CHECK(r.code == 2);
-  CHECK(r.err.find("not implemented in alloy lora combine yet") != std::string::npos);
+  CHECK(r.err.find("needs --density") != std::string::npos);
+  r = Binary("lora combine " + dir.Join("t") + " " + a + " " + a +
+                 " --method ties --rank 2 --density 0.4 --weights 1 1",
+             dir);
+  CHECK(r.code == 0);
   r = Binary("lora concat " + dir.Join("c") + " " + a + " --dtype int8", dir);
   CHECK(r.code == 2);
   CHECK(r.err.find("--dtype 'int8'") != std::string::npos);

@@ -6,6 +6,7 @@
 #include "merge/lora_ops.h"
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -19,6 +20,7 @@
 #include "formats/model_dir.h"
 #include "merge/codec.h"
 #include "merge/lora_inspect.h"
+#include "merge/lora_io.h"
 #include "merge/lora_source.h"
 #include "merge/merge_job.h"
 #include "tests/testing/temp_dir.h"
@@ -262,13 +264,148 @@ TEST_CASE("lora combine refuses unknown methods and misplaced options", "[merge]
   combine.method = "cat";
   CHECK(CombineLora({f.a1}, {}, combine, f.dir.Join("x"), {}).status().code() ==
         ErrorCode::kInvalidArgument);
-  combine.method = "ties";
-  combine.density = 0.5;
-  CHECK(CombineLora({f.a1}, {}, combine, f.dir.Join("x"), {}).status().code() ==
-        ErrorCode::kUnsupported);
+  combine.method = "ties";  // without --density
+  CHECK(CombineLora({f.a1}, {}, combine, f.dir.Join("x"), {}).status().message().find(
+            "needs --density") != std::string::npos);
   combine.method = "svd";
+  combine.density = 0.5;
   CHECK(CombineLora({f.a1}, {}, combine, f.dir.Join("x"), {}).status().message().find(
             "--density") != std::string::npos);
+}
+
+// Every module's ΔW = B·A·scale of `adapter`, row-major out × in, float64
+// (the orientation of B·A; none of the fixture's modules is transposed).
+std::map<std::string, std::vector<double>> Deltas(const std::string& adapter) {
+  auto a = formats::LoraAdapter::Open(adapter);
+  REQUIRE(a.ok());
+  std::map<std::string, std::vector<double>> out;
+  for (const formats::LoraDelta& d : (*a)->deltas()) {
+    auto f = ReadScaledFactors(**a, d);
+    REQUIRE(f.ok());
+    const size_t rows = static_cast<size_t>(f->out), cols = static_cast<size_t>(f->in);
+    const size_t r = static_cast<size_t>(f->rank);
+    std::vector<double> m(rows * cols, 0.0);
+    for (size_t i = 0; i < rows; ++i) {
+      for (size_t j = 0; j < cols; ++j) {
+        double sum = 0.0;
+        for (size_t k = 0; k < r; ++k) sum += f->b[i * r + k] * f->a[k * cols + j];
+        m[i * cols + j] = static_cast<float>(sum);  // the engine sees float32 deltas
+      }
+    }
+    out[d.module] = std::move(m);
+  }
+  return out;
+}
+
+// mergekit's top-k keep mask: the floor(density·n) largest |x|, ties by lowest index.
+std::vector<bool> TopK(const std::vector<double>& x, double density) {
+  std::vector<size_t> order(x.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return std::abs(x[a]) > std::abs(x[b]); });
+  std::vector<bool> keep(x.size(), false);
+  const size_t k = static_cast<size_t>(density * static_cast<double>(x.size()));
+  for (size_t i = 0; i < k; ++i) keep[order[i]] = true;
+  return keep;
+}
+
+double MaxAbs(const std::vector<double>& x) {
+  double m = 0;
+  for (double v : x) m = std::max(m, std::abs(v));
+  return m;
+}
+
+TEST_CASE("lora combine ties and magnitude_prune equal the formulas at full rank",
+          "[merge][lora_ops]") {
+  Fixture f;
+  examples::TinyLoraSpec l3 = f.l1;
+  l3.rank = 3;
+  l3.alpha = 3;
+  l3.seed = 11;
+  const std::string a3 = f.dir.Join("a3");
+  REQUIRE(examples::WriteTinyLoraAdapter(f.spec, l3, a3).ok());
+  const std::vector<double> w = {1.0, 0.6};
+  const double density = 0.5;
+  const auto d1 = Deltas(f.a1), d3 = Deltas(a3);
+  for (const char* method : {"ties", "magnitude_prune"}) {
+    CAPTURE(method);
+    CombineOptions combine;
+    combine.method = method;
+    combine.rank = 64;  // full rank: the factors hold the combined delta exactly
+    combine.density = density;
+    const std::string out = f.dir.Join(method);
+    auto report = CombineLora({f.a1, a3}, w, combine, out, LoraBuildOptions{});
+    INFO(report.status().ToString());
+    REQUIRE(report.ok());
+    const auto got = Deltas(out);
+    REQUIRE(got.size() == d1.size());
+    for (const auto& [module, x1] : d1) {
+      CAPTURE(module);
+      const std::vector<double>& x3 = d3.at(module);
+      const std::vector<bool> k1 = TopK(x1, density), k3 = TopK(x3, density);
+      std::vector<double> want(x1.size());
+      for (size_t i = 0; i < x1.size(); ++i) {
+        const double w1 = w[0] * (k1[i] ? x1[i] : 0.0), w3 = w[1] * (k3[i] ? x3[i] : 0.0);
+        if (std::string(method) == "magnitude_prune") {
+          want[i] = w1 + w3;
+          continue;
+        }
+        const double maj = w1 + w3 >= 0 ? 1.0 : -1.0;
+        auto agrees = [&](double v) { return v != 0 && (v > 0) == (maj > 0); };
+        const double mixed = (agrees(w1) ? w1 : 0.0) + (agrees(w3) ? w3 : 0.0);
+        double div = (agrees(w1) ? w[0] : 0.0) + (agrees(w3) ? w[1] : 0.0);
+        if (div == 0) div = 1;
+        want[i] = mixed / div;
+      }
+      const std::vector<double>& m = got.at(module);
+      double worst = 0;
+      for (size_t i = 0; i < m.size(); ++i) worst = std::max(worst, std::abs(m[i] - want[i]));
+      CHECK(worst < 1e-5 * MaxAbs(want));
+    }
+  }
+}
+
+TEST_CASE("lora combine dare keeps about density of each delta rescaled", "[merge][lora_ops]") {
+  Fixture f;
+  CombineOptions combine;
+  combine.method = "dare_linear";
+  combine.rank = 64;
+  combine.density = 0.5;
+  const std::string out = f.dir.Join("dare");
+  LoraBuildOptions options;
+  options.seed = 3;
+  REQUIRE(CombineLora({f.a1}, {}, combine, out, options).ok());
+  const auto want = Deltas(f.a1), got = Deltas(out);
+  // mergekit's DARE rescale matches L1 norms: kept entries are δ·Σ|δ| / Σ|kept δ|.
+  size_t kept = 0, total = 0, bad = 0;
+  for (const auto& [module, x] : want) {
+    const std::vector<double>& m = got.at(module);
+    const double tol = 1e-5 * MaxAbs(x);
+    double l1 = 0, l1_kept = 0;
+    std::vector<bool> on(x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      on[i] = std::abs(m[i]) > tol;
+      l1 += std::abs(x[i]);
+      if (on[i]) l1_kept += std::abs(x[i]);
+    }
+    const double c = l1 / l1_kept;
+    CHECK(c == Approx(2.0).epsilon(0.25));
+    for (size_t i = 0; i < x.size(); ++i) {
+      ++total;
+      kept += on[i];
+      if (on[i]) bad += std::abs(m[i] - c * x[i]) > 4 * tol;
+    }
+  }
+  CHECK(bad == 0);
+  const double share = static_cast<double>(kept) / static_cast<double>(total);
+  CHECK(share > 0.4);
+  CHECK(share < 0.6);
+  // The same seed gives the same adapter, at any thread count.
+  options.threads = 2;
+  REQUIRE(CombineLora({f.a1}, {}, combine, f.dir.Join("dare2"), options).ok());
+  CHECK(Deltas(f.dir.Join("dare2")) == got);
+  combine.method = "dare_ties";
+  REQUIRE(CombineLora({f.a1}, {}, combine, f.dir.Join("dt"), options).ok());
 }
 
 // base + adapter written as a model (what `alloy lora apply` writes).
