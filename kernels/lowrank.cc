@@ -30,7 +30,7 @@ void LowRankRows(const double* l, size_t rows, size_t rank, const double* r, siz
   // registers (8 zmm with AVX-512); lanes are independent, so each element
   // is still +0 plus its k terms in k order, as in LowRankRow.
   typedef double V8 __attribute__((vector_size(64), aligned(8)));
-  constexpr size_t kRows = 4;
+  constexpr size_t kRows = 8;
   constexpr size_t kTile = 16;
   size_t i0 = 0;
   isa::Dispatch([&](auto) ALLOY_LAMBDA_INLINE {
@@ -38,31 +38,23 @@ void LowRankRows(const double* l, size_t rows, size_t rank, const double* r, siz
       const double* li = l + i0 * rank;
       size_t j0 = 0;
       for (; j0 + kTile <= n; j0 += kTile) {
-        V8 a0 = {}, b0 = {}, a1 = {}, b1 = {}, a2 = {}, b2 = {}, a3 = {}, b3 = {};
+        V8 a[kRows] = {}, b[kRows] = {};
         for (size_t k = 0; k < rank; ++k) {
           V8 x, y;
           std::memcpy(&x, r + k * stride + j0, sizeof(V8));
           std::memcpy(&y, r + k * stride + j0 + 8, sizeof(V8));
-          const double l0 = li[k], l1 = li[rank + k], l2 = li[2 * rank + k],
-                       l3 = li[3 * rank + k];
-          a0 += l0 * x;
-          b0 += l0 * y;
-          a1 += l1 * x;
-          b1 += l1 * y;
-          a2 += l2 * x;
-          b2 += l2 * y;
-          a3 += l3 * x;
-          b3 += l3 * y;
+#pragma GCC unroll 8
+          for (size_t i = 0; i < kRows; ++i) {
+            const double lik = li[i * rank + k];
+            a[i] += lik * x;
+            b[i] += lik * y;
+          }
         }
-        double* o = out + i0 * n + j0;
-        std::memcpy(o, &a0, sizeof(V8));
-        std::memcpy(o + 8, &b0, sizeof(V8));
-        std::memcpy(o + n, &a1, sizeof(V8));
-        std::memcpy(o + n + 8, &b1, sizeof(V8));
-        std::memcpy(o + 2 * n, &a2, sizeof(V8));
-        std::memcpy(o + 2 * n + 8, &b2, sizeof(V8));
-        std::memcpy(o + 3 * n, &a3, sizeof(V8));
-        std::memcpy(o + 3 * n + 8, &b3, sizeof(V8));
+#pragma GCC unroll 8
+        for (size_t i = 0; i < kRows; ++i) {
+          std::memcpy(out + (i0 + i) * n + j0, &a[i], sizeof(V8));
+          std::memcpy(out + (i0 + i) * n + j0 + 8, &b[i], sizeof(V8));
+        }
       }
       if (j0 < n) {
         for (size_t i = 0; i < kRows; ++i) {
