@@ -179,6 +179,28 @@ std::string BaseModelOf(const Sources& s, std::vector<std::string>* warnings) {
   return base;
 }
 
+// What concat and combine start from: the adapters, the union of their
+// modules, and the adapter to write with its base model, layout and saved
+// tensors filled in.
+struct Gathered {
+  Sources sources;
+  std::vector<UnionModule> modules;
+  LoraBuildReport report;
+  AdapterContents contents;
+};
+
+Result<Gathered> Gather(const std::vector<std::string>& adapters,
+                        const std::vector<double>& weights, const LoraBuildOptions& options) {
+  Gathered g;
+  ALLOY_ASSIGN_OR_RETURN(g.sources, OpenAdapters(adapters, weights));
+  ALLOY_ASSIGN_OR_RETURN(g.modules, UnionOfModules(g.sources));
+  g.contents.dtype = options.dtype;
+  g.contents.fan_in_fan_out = g.sources.adapters[0]->fan_in_fan_out();
+  g.contents.base_model = BaseModelOf(g.sources, &g.report.warnings);
+  ALLOY_ASSIGN_OR_RETURN(g.contents.saved, UnionOfSaved(g.sources, g.modules));
+  return g;
+}
+
 // README.md of an adapter alloy made.
 std::string AdapterCard(const std::string& title, const std::string& base_model,
                         const std::string& what, const std::string& command) {
@@ -274,14 +296,11 @@ double KeptEnergy(const std::vector<double>& s, size_t k, double total_sq) {
 Result<LoraBuildReport> ConcatLora(const std::vector<std::string>& adapters,
                                    const std::vector<double>& weights, const std::string& out_dir,
                                    const LoraBuildOptions& options) {
-  ALLOY_ASSIGN_OR_RETURN(Sources s, OpenAdapters(adapters, weights));
-  ALLOY_ASSIGN_OR_RETURN(std::vector<UnionModule> modules, UnionOfModules(s));
-  LoraBuildReport report;
-  AdapterContents contents;
-  contents.dtype = options.dtype;
-  contents.fan_in_fan_out = s.adapters[0]->fan_in_fan_out();
-  contents.base_model = BaseModelOf(s, &report.warnings);
-  ALLOY_ASSIGN_OR_RETURN(contents.saved, UnionOfSaved(s, modules));
+  ALLOY_ASSIGN_OR_RETURN(Gathered g, Gather(adapters, weights, options));
+  const Sources& s = g.sources;
+  const std::vector<UnionModule>& modules = g.modules;
+  LoraBuildReport& report = g.report;
+  AdapterContents& contents = g.contents;
   size_t done = 0;
   for (const UnionModule& m : modules) {
     if (!m.factors.empty()) {
@@ -574,14 +593,11 @@ Result<LoraBuildReport> CombineLora(const std::vector<std::string>& adapters,
                                    " needs --density (the fraction of each delta kept)");
   }
   kernels::SetThreads(options.threads);
-  ALLOY_ASSIGN_OR_RETURN(Sources s, OpenAdapters(adapters, weights));
-  ALLOY_ASSIGN_OR_RETURN(std::vector<UnionModule> modules, UnionOfModules(s));
-  LoraBuildReport report;
-  AdapterContents contents;
-  contents.dtype = options.dtype;
-  contents.fan_in_fan_out = s.adapters[0]->fan_in_fan_out();
-  contents.base_model = BaseModelOf(s, &report.warnings);
-  ALLOY_ASSIGN_OR_RETURN(contents.saved, UnionOfSaved(s, modules));
+  ALLOY_ASSIGN_OR_RETURN(Gathered g, Gather(adapters, weights, options));
+  const Sources& s = g.sources;
+  const std::vector<UnionModule>& modules = g.modules;
+  LoraBuildReport& report = g.report;
+  AdapterContents& contents = g.contents;
   const size_t rank = static_cast<size_t>(combine.rank);
   std::vector<std::optional<ModuleFactors>> factors(modules.size());
   std::vector<LoraModuleSummary> summaries(modules.size());
