@@ -8,14 +8,15 @@
 #include "cli/cmd_inspect.h"
 #include "cli/cmd_lora.h"
 #include "cli/cmd_merge.h"
+#include "cli/cmd_moe.h"
 #include "cli/cmd_upscale.h"
 #include "cli/exit_codes.h"
 
 int main(int argc, char** argv) {
   using alloy::cli::ExitCode;
   CLI::App app{
-      "alloy: merge, upscale, convert, compare and inspect large language model checkpoints\n"
-      "and LoRA adapters.\n"
+      "alloy: merge, upscale, upcycle, convert, compare and inspect large language model\n"
+      "checkpoints and LoRA adapters.\n"
       "Docs: docs/ in the source tree (one guide per command)."};
   app.name("alloy");
   app.set_version_flag("--version", std::string("alloy ") + ALLOY_VERSION);
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
   alloy::cli::UpscaleCmdOptions upscale;
   alloy::cli::CompareCmdOptions compare;
   alloy::cli::LoraCmdOptions lora;
+  alloy::cli::MoeCmdOptions moe;
   compare.command = alloy::cli::ShellJoin(argc, argv);
   lora.command = compare.command;
   CLI::App* inspect_cmd = alloy::cli::SetupInspect(app, inspect);
@@ -36,6 +38,7 @@ int main(int argc, char** argv) {
   CLI::App* upscale_cmd = alloy::cli::SetupUpscale(app, upscale);
   CLI::App* compare_cmd = alloy::cli::SetupCompare(app, compare);
   const alloy::cli::LoraCommands lora_cmds = alloy::cli::SetupLora(app, lora);
+  const alloy::cli::MoeCommands moe_cmds = alloy::cli::SetupMoe(app, moe);
 
   try {
     app.parse(argc, argv);
@@ -58,6 +61,8 @@ int main(int argc, char** argv) {
     if (compare_cmd->parsed()) return alloy::cli::RunCompare(compare, std::cout, std::cerr);
     const int lora_code = alloy::cli::RunLora(lora_cmds, lora, std::cout, std::cerr);
     if (lora_code >= 0) return lora_code;
+    const int moe_code = alloy::cli::RunMoeCommands(moe_cmds, moe, std::cout, std::cerr);
+    if (moe_code >= 0) return moe_code;
   } catch (const std::bad_alloc&) {
     std::cerr << "alloy: error: out of memory\n";
     return alloy::cli::ToInt(ExitCode::kInternal);

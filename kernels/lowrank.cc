@@ -70,6 +70,17 @@ void LowRankRows(const double* l, size_t rows, size_t rank, const double* r, siz
   }
 }
 
+void OrthonormalizeRows(std::span<double> m, size_t rows, size_t cols) {
+  assert(rows <= cols && m.size() == rows * cols);
+  if (rows == 0) return;
+  const auto r = static_cast<Eigen::Index>(rows), c = static_cast<Eigen::Index>(cols);
+  // mᵀ is cols × rows (column-major view of the row-major m).
+  const Eigen::MatrixXd mt = Eigen::Map<const Eigen::MatrixXd>(m.data(), c, r);
+  Eigen::HouseholderQR<Eigen::MatrixXd> qr(mt);
+  const Eigen::MatrixXd q = qr.householderQ() * Eigen::MatrixXd::Identity(c, r);
+  Eigen::Map<Eigen::MatrixXd>(m.data(), c, r) = q;
+}
+
 namespace {
 
 using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;

@@ -71,6 +71,12 @@ SvdFactors DenseSvd(std::span<const float> a, size_t rows, size_t cols, size_t k
 // R is k × n (row-major, float64): exact up to rounding, from thin QR
 // factorizations L = Q_l·R_l and Rᵀ = Q_r·R_r and the SVD of the k × k core
 // R_l·R_rᵀ, so the cost is O((m + n)·k²) whatever m and n are. Returns
+// Replaces the rows of the rows × cols row-major matrix `m` (rows ≤ cols)
+// by an orthonormal basis of their span, in order (Householder QR of mᵀ: row
+// i becomes the i-th column of Q). Rank-deficient input still gives
+// orthonormal rows. Serial, deterministic.
+void OrthonormalizeRows(std::span<double> m, size_t rows, size_t cols);
+
 // min(k, m, n) values (fewer than k when m or n is smaller). The same
 // factorization as LowRankSvd, without forming vectors.
 // REQUIRES: l.size() == m·k, r.size() == k·n.

@@ -14,6 +14,9 @@
 // exactly, so the streams of different models and elements never overlap.
 #include "kernels/random.h"
 
+#include <cmath>
+#include <numbers>
+
 #include "kernels/philox_internal.h"
 
 namespace alloy::kernels {
@@ -63,6 +66,15 @@ uint32_t RandomBits(uint64_t seed, uint64_t name_hash, uint32_t model, uint64_t 
 
 float Uniform(uint64_t seed, uint64_t name_hash, uint32_t model, uint64_t index) noexcept {
   return ToUniform(RandomBits(seed, name_hash, model, index));
+}
+
+double StandardNormal(uint64_t seed, uint64_t name_hash, uint32_t model,
+                      uint64_t index) noexcept {
+  constexpr double kTwoPow32 = 4294967296.0;
+  const double u1 =
+      (static_cast<double>(RandomBits(seed, name_hash, model, 2 * index)) + 0.5) / kTwoPow32;
+  const double u2 = static_cast<double>(RandomBits(seed, name_hash, model, 2 * index + 1)) / kTwoPow32;
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
 }
 
 void FillUniform(uint64_t seed, uint64_t name_hash, uint32_t model, uint64_t first_index,

@@ -43,6 +43,11 @@ uint32_t RandomBits(uint64_t seed, uint64_t name_hash, uint32_t model, uint64_t 
 // U(seed, name_hash, model, index) in [0, 1): (RandomBits >> 8) · 2^-24.
 float Uniform(uint64_t seed, uint64_t name_hash, uint32_t model, uint64_t index) noexcept;
 
+// A standard normal draw for element `index`: Box–Muller on the 32-bit draws
+// 2·index and 2·index + 1, u1 = (bits + 0.5)·2^-32 in (0, 1) so the log is
+// finite (|x| < 6.7), in float64.
+double StandardNormal(uint64_t seed, uint64_t name_hash, uint32_t model, uint64_t index) noexcept;
+
 // out[i] = Uniform(seed, name_hash, model, first_index + i).
 // REQUIRES: first_index + out.size() does not wrap around 2^64.
 void FillUniform(uint64_t seed, uint64_t name_hash, uint32_t model, uint64_t first_index,

@@ -21,7 +21,8 @@ std::string BaseName(const std::string& path) {
   return slash == std::string::npos ? p : p.substr(slash + 1);
 }
 
-// Tokenizer and generation files copied from the donor (issue 3 list).
+}  // namespace
+
 const std::vector<std::string>& TokenizerFileNames() {
   static const std::vector<std::string> kNames = {
       "tokenizer.json",          "tokenizer.model",     "tokenizer_config.json",
@@ -30,6 +31,8 @@ const std::vector<std::string>& TokenizerFileNames() {
       "chat_template.json"};
   return kNames;
 }
+
+namespace {
 
 // A model's hub id when its directory is a hub cache snapshot
 // (`.../models--org--name/snapshots/<sha>`), else "". Taken from the cache

@@ -87,6 +87,9 @@ formats::Result<MergeJobReport> RunMergeText(std::string_view recipe_text,
 std::string ModelCard(const MergePlan& plan, const Recipe& recipe, const std::string& title,
                       uint64_t seed);
 
+// Tokenizer and generation files copied from a donor model's directory.
+const std::vector<std::string>& TokenizerFileNames();
+
 // True when `dir` already holds a complete model (config.json plus
 // model.safetensors or model.safetensors.index.json), as mergekit-multi's
 // lazy check.

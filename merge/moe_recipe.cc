@@ -101,13 +101,14 @@ Result<MoeRecipe> ParseMoeDocument(const DocContext& ctx, const YAML::Node& doc)
       has_base = true;
     } else if (k == "gate_mode") {
       static const std::vector<std::string_view> kModes = {
-          "hidden", "cheap_embed", "random", "uniform_random", "hidden_avg", "hidden_last"};
+          "hidden",     "cheap_embed", "random",     "uniform_random",
+          "hidden_avg", "hidden_last", "orthogonal"};  // orthogonal: alloy's
       const std::string mode = recipe_internal::ScalarOrEmpty(value);
       if (std::find(kModes.begin(), kModes.end(), mode) == kModes.end()) {
         return ErrorAt(ctx, key,
                        "unknown `gate_mode` '" + mode +
-                           "'; use hidden, cheap_embed, random, uniform_random, hidden_avg or "
-                           "hidden_last");
+                           "'; use hidden, cheap_embed, random, uniform_random, hidden_avg, "
+                           "hidden_last or orthogonal");
       }
       recipe.gate_mode = mode;
     } else if (k == "dtype") {
@@ -149,7 +150,7 @@ Result<MoeRecipe> ParseMoeDocument(const DocContext& ctx, const YAML::Node& doc)
                        " experts but `experts_per_token` is " +
                        std::to_string(recipe.experts_per_token) + "; list more experts");
   }
-  if (recipe.gate_mode != "random") {
+  if (recipe.gate_mode != "random" && recipe.gate_mode != "orthogonal") {
     for (const MoeExpert& expert : recipe.experts) {
       if (expert.positive_prompts.empty()) {
         return ErrorAt(ctx, expert.line, 1,

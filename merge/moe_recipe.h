@@ -30,7 +30,8 @@ struct MoeExpert {
 
 struct MoeRecipe {
   ModelRef base_model;
-  // hidden (default), cheap_embed, random, uniform_random, hidden_avg, hidden_last.
+  // hidden (default), cheap_embed, random, uniform_random, hidden_avg, hidden_last;
+  // orthogonal (alloy's: orthonormal random rows).
   std::string gate_mode = "hidden";
   std::optional<formats::DType> dtype;
   int64_t experts_per_token = 2;
