@@ -2,7 +2,7 @@
 //
 // mergekit-moe builds a mixture-of-experts model from a base and several
 // dense "expert" models; its YAML schema differs from mergekit-yaml's, so
-// ParseRecipeFile refuses these files and `alloy moe` (not yet available)
+// ParseRecipeFile refuses these files and `alloy moe` (merge/moe.h)
 // will read them with ParseMoeRecipeFile. Plain values; pure functions.
 #pragma once
 

@@ -299,7 +299,7 @@ Result<Recipe> ParseDocument(const DocContext& ctx, const YAML::Node& doc, DocFa
   if (IsMoeRecipe(doc)) {
     return Status::Unsupported(ctx.file + ":" + std::to_string(facts->doc_line) +
                                ":1: this is a mergekit-moe recipe (`experts:`); mergekit-moe "
-                               "recipes are handled by `alloy moe` (not yet available)");
+                               "recipes run with `alloy moe RECIPE OUT`");
   }
   bool has_tokenizer_source = false;
   bool has_tokenizer = false;

@@ -45,7 +45,7 @@ struct Expectation {
 };
 
 inline const char* const kMoe =
-    "mergekit-moe recipes are handled by `alloy moe` (not yet available)";
+    "mergekit-moe recipes run with `alloy moe RECIPE OUT`";
 inline const char* const kUnion = "tokenizer source `union` is not supported yet";
 
 // File name prefix → expectation; files not listed here must be valid.

@@ -16,6 +16,8 @@
 #include "examples/tiny_models.h"
 #include "formats/model_dir.h"
 #include "merge/codec.h"
+#include "formats/file_util.h"
+#include "tests/merge/corpus_support.h"
 #include "tests/testing/temp_dir.h"
 
 namespace alloy::merge {
@@ -324,6 +326,31 @@ TEST_CASE("moe: refusals", "[merge][moe]") {
     CHECK(r.status().code() == ErrorCode::kInvalidArgument);
   }
   CHECK_FALSE(std::filesystem::exists(f.dir.Join("x")));
+}
+
+TEST_CASE("moe: the corpus's MoE recipes are refused with a precise message", "[merge][moe]") {
+  // None of them uses a random gate: 66-68 need gates from prompts, 69 is
+  // invalid (every expert the same model with the same empty prompt).
+  TempDir dir;
+  const std::string root = std::string(corpus::kRecipesDir) + "/real-world/";
+  const std::map<std::string, ErrorCode> expected = {
+      {"66-moe-default-gate-beyonder-4x7b.yaml", ErrorCode::kUnsupported},
+      {"67-moe-hidden-long-prompts-everyone-coder.yaml", ErrorCode::kUnsupported},
+      {"68-moe-negative-prompts-helion-4x34b.yaml", ErrorCode::kUnsupported},
+      {"69-moe-self-clone-empty-prompts-sonya-x8.yaml", ErrorCode::kInvalidArgument}};
+  for (const auto& [file, code] : expected) {
+    CAPTURE(file);
+    auto text = formats::ReadSmallFile(root + file);
+    REQUIRE(text.ok());
+    auto r = RunMoeText(*text, file, dir.Join("out"), MoeOptions{});
+    CHECK(r.status().code() == code);
+    if (code == ErrorCode::kUnsupported) {
+      CHECK(r.status().message().find("forward pass") != std::string::npos);
+      CHECK(r.status().message().find("gate_mode: random") != std::string::npos);
+    } else {
+      CHECK(r.status().message().find(file + ":") == 0);
+    }
+  }
 }
 
 }  // namespace

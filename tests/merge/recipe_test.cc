@@ -706,7 +706,7 @@ slices:
 TEST_CASE("error: mergekit-moe recipes are refused", "[merge][recipe]") {
   ExpectError("base_model: m\ngate_mode: hidden\nexperts:\n  - source_model: a\n",
               ErrorCode::kUnsupported, 1,
-              "mergekit-moe recipes are handled by `alloy moe` (not yet available)");
+              "mergekit-moe recipes run with `alloy moe RECIPE OUT`");
 }
 
 TEST_CASE("error: an empty recipe", "[merge][recipe]") {
