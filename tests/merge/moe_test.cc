@@ -262,6 +262,35 @@ TEST_CASE("moe: DeepSeek-MoE when the recipe asks for it", "[merge][moe]") {
   CHECK(out.config["scoring_func"] == "softmax");
 }
 
+TEST_CASE("moe: Qwen3-MoE for qwen3 models in both layouts", "[merge][moe]") {
+  Fixture f;
+  // Stand-ins: the tiny llama checkpoints relabelled as qwen3.
+  for (const std::string& dir : {f.base, f.ft1, f.ft2}) {
+    std::ifstream in(dir + "/config.json");
+    nlohmann::json c = nlohmann::json::parse(in);
+    c["model_type"] = "qwen3";
+    c["architectures"] = {"Qwen3ForCausalLM"};
+    std::ofstream(dir + "/config.json") << c.dump();
+  }
+  const std::string recipe =
+      "base_model: " + f.base + "\ngate_mode: random\n" + Experts({f.ft1, f.ft2});
+  auto legacy = f.Run(recipe, "q3");
+  INFO(legacy.status().ToString());
+  REQUIRE(legacy.ok());
+  CHECK(legacy->architecture == "Qwen3MoeForCausalLM");
+  MoeOptions fused;
+  fused.layout = "fused";
+  REQUIRE(f.Run(recipe, "q3f", fused).ok());
+  const Model a = Load(f.dir.Join("q3")), b = Load(f.dir.Join("q3f"));
+  const std::string l = "model.layers.0.mlp.";
+  CHECK(b.bytes.at(l + "experts.down_proj") ==
+        a.bytes.at(l + "experts.0.down_proj.weight") + a.bytes.at(l + "experts.1.down_proj.weight"));
+  CHECK(a.bytes.at(l + "gate.weight") == b.bytes.at(l + "gate.weight"));
+  CHECK(a.config["model_type"] == "qwen3_moe");
+  CHECK(a.config["num_experts"] == 2);
+  CHECK(a.config["moe_intermediate_size"] == 48);
+}
+
 TEST_CASE("moe: a tied-embedding base without lm_head works", "[merge][moe]") {
   TempDir dir;
   examples::TinyModelSpec spec = Spec();
