@@ -104,4 +104,8 @@ step "11. alloy lora: extract an adapter from a fine-tune, concatenate two, appl
 "$alloy" lora inspect "$out/llama-both-lora" | tail -n 3
 "$alloy" lora apply "$m/llama-base" "$out/llama-both-lora" "$out/llama-both"
 
+step "12. alloy upcycle: the llama base as a 4-expert Mixtral (sparse upcycling)"
+"$alloy" upcycle "$m/llama-base" "$out/llama-4x" --experts 4 --top-k 2
+"$alloy" inspect "$out/llama-4x" | head -n 4
+
 step "done: outputs are in $out/"
