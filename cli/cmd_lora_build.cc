@@ -107,15 +107,9 @@ int RunBuild(const LoraCmdOptions& options, const char* label, std::ostream& out
       out << line;
     }
   }
-  char line[256];
-  std::snprintf(line, sizeof(line),
-                "wrote %s: %zu LoRA modules (r = %lld), %zu saved whole, %s in %.2f s, peak RSS "
-                "%s\n",
-                report->output.c_str(), report->n_modules,
-                static_cast<long long>(report->max_rank), report->n_saved,
-                HumanBytes(static_cast<double>(report->bytes)).c_str(), secs,
-                HumanBytes(static_cast<double>(PeakRssBytes())).c_str());
-  out << line;
+  out << "wrote " << report->output << ": " << report->n_modules << " LoRA modules (r = "
+      << report->max_rank << "), " << report->n_saved << " saved whole, "
+      << HumanBytes(static_cast<double>(report->bytes)) << " " << TimeAndMemory(secs) << "\n";
   return ToInt(ExitCode::kOk);
 }
 
@@ -175,13 +169,9 @@ int RunLoraApply(const LoraCmdOptions& options, std::ostream& out, std::ostream&
     return ToInt(ExitCode::kOk);
   }
   if (options.quiet) return ToInt(ExitCode::kOk);
-  char line[256];
-  std::snprintf(line, sizeof(line), "wrote %zu tensors (%s) to %s in %.2f s, peak RSS %s\n",
-                doc.merge.n_tensors,
-                HumanBytes(static_cast<double>(doc.merge.bytes_written)).c_str(),
-                doc.output.c_str(), secs,
-                HumanBytes(static_cast<double>(PeakRssBytes())).c_str());
-  out << line;
+  out << "wrote " << doc.merge.n_tensors << " tensors ("
+      << HumanBytes(static_cast<double>(doc.merge.bytes_written)) << ") to " << doc.output << " "
+      << TimeAndMemory(secs) << "\n";
   return ToInt(ExitCode::kOk);
 }
 

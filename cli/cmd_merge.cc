@@ -166,10 +166,7 @@ int RunMerge(const MergeCmdOptions& options, std::ostream& out, std::ostream& er
   if (options.dry_run) {
     out << "dry run: the recipe is valid; nothing was written\n";
   } else {
-    char line[128];
-    std::snprintf(line, sizeof(line), "done in %.2f s, peak RSS %s\n", secs,
-                  HumanBytes(static_cast<double>(PeakRssBytes())).c_str());
-    out << line;
+    out << "done " << TimeAndMemory(secs) << "\n";
   }
   return ToInt(ExitCode::kOk);
 }

@@ -68,16 +68,11 @@ int Run(const std::string& recipe, const std::string& name, const MoeCmdOptions&
     return ToInt(ExitCode::kOk);
   }
   if (options.quiet) return ToInt(ExitCode::kOk);
-  char line[512];
-  std::snprintf(line, sizeof(line),
-                "wrote %s (%s, %zu experts%s, %lld layers, %zu tensors, %s) in %.2f s, peak RSS "
-                "%s\n",
-                report->output.c_str(), report->architecture.c_str(), report->n_experts,
-                report->n_shared_experts ? " + 1 shared" : "",
-                static_cast<long long>(report->n_layers), report->n_tensors,
-                HumanBytes(static_cast<double>(report->bytes_written)).c_str(), secs,
-                HumanBytes(static_cast<double>(PeakRssBytes())).c_str());
-  out << line;
+  out << "wrote " << report->output << " (" << report->architecture << ", " << report->n_experts
+      << " experts" << (report->n_shared_experts ? " + 1 shared" : "") << ", "
+      << report->n_layers << " layers, " << report->n_tensors << " tensors, "
+      << HumanBytes(static_cast<double>(report->bytes_written)) << ") " << TimeAndMemory(secs)
+      << "\n";
   return ToInt(ExitCode::kOk);
 }
 

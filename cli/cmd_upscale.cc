@@ -330,10 +330,7 @@ int RunUpscale(const UpscaleCmdOptions& options, std::ostream& out, std::ostream
         << " layers, " << HumanBytes(static_cast<double>(final_doc->merge.bytes_written))
         << ") to " << final_doc->output << "\n";
   }
-  char line[128];
-  std::snprintf(line, sizeof(line), "done in %.2f s, peak RSS %s\n", secs,
-                HumanBytes(static_cast<double>(PeakRssBytes())).c_str());
-  out << line;
+  out << "done " << TimeAndMemory(secs) << "\n";
   return ToInt(ExitCode::kOk);
 }
 

@@ -63,6 +63,13 @@ std::string GroupedInt(uint64_t n) {
   return out;
 }
 
+std::string TimeAndMemory(double seconds) {
+  char buf[96];
+  std::snprintf(buf, sizeof(buf), "in %.2f s, peak RSS %s", seconds,
+                HumanBytes(static_cast<double>(PeakRssBytes())).c_str());
+  return buf;
+}
+
 uint64_t PeakRssBytes() {
   struct rusage usage;
   if (::getrusage(RUSAGE_SELF, &usage) != 0) return 0;

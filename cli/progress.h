@@ -39,5 +39,7 @@ using formats::HumanBytes;
 std::string GroupedInt(uint64_t n);
 // Peak resident set size of this process, in bytes.
 uint64_t PeakRssBytes();
+// "in 1.23 s, peak RSS 45.6 MB": the end of a command's summary line.
+std::string TimeAndMemory(double seconds);
 
 }  // namespace alloy::cli
