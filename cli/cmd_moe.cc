@@ -93,7 +93,8 @@ MoeCommands SetupMoe(CLI::App& app, MoeCmdOptions& options) {
       "Qwen3-MoE (qwen3 models); `architecture:` in the recipe narrows the choice.\n"
       "Gates: random, uniform_random, orthogonal. hidden / cheap_embed need a forward pass that\n"
       "alloy does not have yet and are refused. docs/moe.md explains layouts and how to run\n"
-      "the result. Exit codes: 0 ok, 2 bad input, 3 I/O failure, 130 interrupted.");
+      "the result. Exit codes: 0 ok, 1 internal error, 2 bad input, 3 I/O failure,\n"
+      "130 interrupted.");
 
   c.upcycle = app.add_subcommand(
       "upcycle", "Sparse upcycling: one dense model → N experts (copies of its MLP) + routers");
@@ -123,7 +124,7 @@ MoeCommands SetupMoe(CLI::App& app, MoeCmdOptions& options) {
       "model computes what the dense one did whatever the router says; train it to specialise.\n"
       "Example:\n"
       "  alloy upcycle ./Llama-3.2-1B ./Llama-3.2-8x1B --experts 8 --top-k 2\n"
-      "Exit codes: 0 ok, 2 bad input, 3 I/O failure, 130 interrupted.");
+      "Exit codes: 0 ok, 1 internal error, 2 bad input, 3 I/O failure, 130 interrupted.");
   return c;
 }
 

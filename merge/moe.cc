@@ -71,7 +71,7 @@ std::string Unsupported(Arch arch, const MoeRecipe& r, const std::set<std::strin
       return "";
     case Arch::kQwen2Moe:
       if (r.shared_experts.size() != 1) return "Qwen2-MoE needs exactly one shared expert";
-      if (r.gate_mode != "random" && r.shared_experts[0].positive_prompts.empty()) {
+      if (!IsRandomGateMode(r.gate_mode) && r.shared_experts[0].positive_prompts.empty()) {
         return "Qwen2-MoE's shared expert needs positive_prompts (or gate_mode: random)";
       }
       for (const std::string& t : model_types) {
@@ -538,20 +538,27 @@ Result<MoeReport> RunMoeText(std::string_view recipe_text, std::string_view disp
     report.warnings.push_back(std::string(display_name) + ":" + std::to_string(w.line) + ":" +
                               std::to_string(w.column) + ": warning: " + w.message);
   }
-  if (r.gate_mode != "random" && r.gate_mode != "uniform_random" && r.gate_mode != "orthogonal") {
+  if (!IsRandomGateMode(r.gate_mode)) {
     const MoeExpert& e = r.experts.front();
+    const std::string needs = r.gate_mode == "cheap_embed"
+                                  ? "the base's tokenizer to embed them, which alloy cannot run yet"
+                                  : "a forward pass of the base model, which alloy does not have "
+                                    "yet";
     return Status::Unsupported(std::string(display_name) + ": gate_mode '" + r.gate_mode +
                                "' computes the routers from the prompts of each expert (first: '" +
-                               e.source_model.text +
-                               "') with a forward pass of the base model, which alloy does not "
-                               "have yet; use `gate_mode: random` (or uniform_random, "
-                               "orthogonal) and train the routers");
+                               e.source_model.text + "') with " + needs +
+                               "; use `gate_mode: random` (or uniform_random, orthogonal) and "
+                               "train the routers");
   }
 
   DiskModelOpener opener({}, formats::FileAccess::kPread);
   auto open = [&](const ModelRef& ref) -> Result<Model> {
     auto opened = opener.Open(ref);
-    if (!opened.ok()) return opened.status().WithContext("model '" + ref.text + "'");
+    if (!opened.ok()) {
+      const std::string what = "model '" + ref.text + "'";
+      const Status& st = opened.status();
+      return st.message().find(what) == std::string::npos ? st.WithContext(what) : st;
+    }
     return Model{ref.text, opened->source, opened->directory, opened->config};
   };
   ALLOY_ASSIGN_OR_RETURN(Model base, open(r.base_model));
@@ -582,6 +589,12 @@ Result<MoeReport> RunMoeText(std::string_view recipe_text, std::string_view disp
                                    arch->architecture);
   }
   const size_t n = experts.size();
+  if (r.gate_mode == "orthogonal" && n + (arch->arch == Arch::kQwen2Moe ? 1 : 0) >
+                                         static_cast<size_t>(std::max<int64_t>(
+                                             ConfigInt(base.config, "hidden_size", 0), 0))) {
+    report.warnings.push_back("gate_mode orthogonal: more router rows than hidden_size, so the "
+                              "rows cannot be orthogonal; they are plain N(0, 1) draws");
+  }
   if (arch->arch == Arch::kMixtral && (n & (n - 1)) != 0) {
     report.warnings.push_back(std::to_string(n) +
                               " experts is not a power of two; older llama.cpp versions cannot "

@@ -117,7 +117,7 @@ Result<MoeRecipe> ParseMoeDocument(const DocContext& ctx, const YAML::Node& doc)
       std::optional<formats::DType> dtype = formats::ParseUserDType(name);
       if (!dtype || !formats::IsConvertibleFloat(*dtype)) {
         return ErrorAt(ctx, key,
-                       "unknown `dtype` '" + name + "'; use bfloat16, float16 or float32");
+                       "unknown `dtype` '" + name + "'; use a float type (bfloat16, float16, float32, ...)");
       }
       recipe.dtype = dtype;
     } else if (k == "experts_per_token") {
@@ -150,7 +150,7 @@ Result<MoeRecipe> ParseMoeDocument(const DocContext& ctx, const YAML::Node& doc)
                        " experts but `experts_per_token` is " +
                        std::to_string(recipe.experts_per_token) + "; list more experts");
   }
-  if (recipe.gate_mode != "random" && recipe.gate_mode != "orthogonal") {
+  if (!IsRandomGateMode(recipe.gate_mode)) {
     for (const MoeExpert& expert : recipe.experts) {
       if (expert.positive_prompts.empty()) {
         return ErrorAt(ctx, expert.line, 1,
@@ -190,6 +190,10 @@ Status CheckAllSame(const DocContext& ctx, const MoeRecipe& recipe,
 }
 
 }  // namespace
+
+bool IsRandomGateMode(std::string_view mode) {
+  return mode == "random" || mode == "uniform_random" || mode == "orthogonal";
+}
 
 Result<MoeRecipe> ParseMoeRecipeText(std::string_view text, std::string_view display_name,
                                      const MoeParseOptions& options) {

@@ -42,6 +42,12 @@ struct MoeRecipe {
   std::vector<Warning> warnings;  // unknown keys, with their lines
 };
 
+// True for the gate modes that draw routers at random and read no prompts:
+// random, uniform_random and orthogonal. (mergekit exempts only `random`
+// from needing prompts; alloy exempts all three, which accepts more recipes
+// and refuses none that mergekit accepts.)
+bool IsRandomGateMode(std::string_view mode);
+
 struct MoeParseOptions {
   // mergekit's --i-understand-this-is-not-useful-without-training.
   bool allow_all_same_experts = false;
