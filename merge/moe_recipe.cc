@@ -199,13 +199,8 @@ Result<MoeRecipe> ParseMoeRecipeText(std::string_view text, std::string_view dis
                                      const MoeParseOptions& options) {
   std::vector<Warning> warnings;
   DocContext ctx{std::string(display_name), 0, &warnings};
-  std::vector<YAML::Node> nodes;
-  try {
-    nodes = YAML::LoadAll(std::string(text));
-  } catch (const YAML::Exception& e) {
-    return ErrorAt(ctx, e.mark.is_null() ? 1 : e.mark.line + 1,
-                   e.mark.is_null() ? 1 : e.mark.column + 1, "YAML syntax error: " + e.msg);
-  }
+  ALLOY_ASSIGN_OR_RETURN(std::vector<YAML::Node> nodes,
+                         LoadYamlDocuments(ctx, std::string(text), 16));
   if (nodes.size() != 1) {
     return ErrorAt(ctx, 1, 1,
                    nodes.empty() ? "the recipe is empty"

@@ -114,15 +114,9 @@ Result<RecipeFile> ParseRecipeText(std::string_view text, std::string_view displ
   for (const Chunk& chunk : SplitDocuments(text)) {
     if (IsBlank(chunk.text)) continue;
     DocContext ctx{file.path, chunk.first_line - 1, &file.warnings};
-    std::vector<YAML::Node> nodes;
-    try {
-      nodes = YAML::LoadAll(chunk.text);
-    } catch (const YAML::Exception& e) {
-      // yaml-cpp marks are 0-based within the chunk; a null mark is -1.
-      const int line = e.mark.is_null() ? chunk.first_line : e.mark.line + chunk.first_line;
-      return ErrorAt(ctx, line, e.mark.is_null() ? 1 : e.mark.column + 1,
-                     "YAML syntax error: " + e.msg + " (check the indentation and quoting here)");
-    }
+    // A chunk holds one document; yaml-cpp may see two (below), never many.
+    ALLOY_ASSIGN_OR_RETURN(std::vector<YAML::Node> nodes,
+                           LoadYamlDocuments(ctx, std::string(chunk.text), 16));
     if (nodes.empty()) continue;
     if (nodes.size() > 1) {
       // yaml-cpp 0.7 silently starts a new document when a key is less

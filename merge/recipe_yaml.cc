@@ -1,12 +1,61 @@
 #include "merge/recipe_yaml.h"
 
+#include <yaml-cpp/eventhandler.h>
+
 #include <array>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <map>
+#include <sstream>
 
 namespace alloy::merge::recipe_internal {
+
+namespace {
+
+// Receives a document's events and keeps nothing: counting documents costs
+// no memory.
+class DiscardEvents final : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+}  // namespace
+
+formats::Result<std::vector<YAML::Node>> LoadYamlDocuments(const DocContext& ctx,
+                                                           const std::string& text,
+                                                           size_t max_documents) {
+  try {
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    DiscardEvents discard;
+    size_t documents = 0;
+    while (parser.HandleNextDocument(discard)) {
+      if (++documents > max_documents) {
+        return ErrorAt(ctx, ctx.line_offset + 1, 1,
+                       "YAML syntax error: the YAML reader does not get past this text (a "
+                       "stray `,` or other flow indicator at the start of a line?)");
+      }
+    }
+    return YAML::LoadAll(text);
+  } catch (const YAML::Exception& e) {
+    // yaml-cpp marks are 0-based within `text`; a null mark is -1.
+    const int line = ctx.line_offset + (e.mark.is_null() ? 1 : e.mark.line + 1);
+    return ErrorAt(ctx, line, e.mark.is_null() ? 1 : e.mark.column + 1,
+                   "YAML syntax error: " + e.msg + " (check the indentation and quoting here)");
+  }
+}
 namespace {
 
 using formats::Result;

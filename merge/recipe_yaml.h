@@ -4,6 +4,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cstddef>
+
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,6 +22,17 @@ struct DocContext {
   int line_offset = 0;  // file line of the parsed text's first line, minus 1
   std::vector<Warning>* warnings = nullptr;
 };
+
+// The YAML documents of `text`, whose first line is file line
+// ctx.line_offset + 1. A syntax error is kInvalidArgument at yaml-cpp's
+// position. yaml-cpp 0.7's LoadAll never returns on some malformed input
+// (",\n": the parser starts empty documents forever without consuming the
+// comma, allocating each time; jbeder/yaml-cpp#1040, found by
+// tests/fuzz/recipe_fuzz), so the documents are first counted with a parser
+// that builds nothing, and more than `max_documents` is refused as malformed.
+formats::Result<std::vector<YAML::Node>> LoadYamlDocuments(const DocContext& ctx,
+                                                           const std::string& text,
+                                                           size_t max_documents);
 
 // 1-based file positions of a node (yaml-cpp marks are 0-based).
 int LineOf(const DocContext& ctx, const YAML::Node& node);

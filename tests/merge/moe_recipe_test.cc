@@ -104,6 +104,10 @@ TEST_CASE("moe error: an expert without source_model", "[merge][recipe][moe]") {
                  "an expert needs `source_model:`");
 }
 
+TEST_CASE("moe error: text yaml-cpp loops on is refused", "[merge][recipe][moe]") {
+  ExpectMoeError(",\n", 1, "does not get past this text");
+}
+
 TEST_CASE("moe error: YAML syntax error", "[merge][recipe][moe]") {
   ExpectMoeError("base_model: b\nexperts: [\n", 3, "YAML syntax error");
 }

@@ -456,6 +456,12 @@ TEST_CASE("KnownMergeMethods lists mergekit's 20 methods", "[merge][recipe]") {
 
 // ---- errors: one test per path ----
 
+TEST_CASE("error: text yaml-cpp loops on is refused (fuzz regressions)", "[merge][recipe]") {
+  // yaml-cpp 0.7's LoadAll never returns on these (tests/fuzz/regressions).
+  ExpectInvalid(",\n", 1, "does not get past this text");
+  ExpectInvalid("!a ,\n", 1, "does not get past this text");
+}
+
 TEST_CASE("error: YAML syntax error names yaml-cpp's position", "[merge][recipe]") {
   ExpectInvalid("merge_method: linear\nmodels: [a, b\n", 3, "YAML syntax error");
 }
