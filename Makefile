@@ -15,6 +15,13 @@ TEST_PACKAGES := chromium
 
 .PHONY: all deps test-deps build test test-asan demo bench clean help
 
+# libFuzzer targets (tests/fuzz/, docs/RELIABILITY.md): clang, separate build dir.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+FUZZ_PACKAGES := clang libclang-rt-dev
+.PHONY: fuzz-deps fuzz-build fuzz fuzz-smoke fuzz-regress
+
 all: build
 
 help:
@@ -24,6 +31,9 @@ help:
 	@echo "make test-asan  the suite under AddressSanitizer + UBSan ($(ASAN_BUILD)/)"
 	@echo "make demo       deps + build + tiny example models + example runs"
 	@echo "make bench      benchmarks; figures go to docs/PERFORMANCE.md"
+	@echo "make fuzz       libFuzzer targets (clang, $(FUZZ_BUILD)/), FUZZ_SECONDS=$(FUZZ_SECONDS) each"
+	@echo "make fuzz-smoke the fuzz targets for 10 s each"
+	@echo "make fuzz-regress  replay tests/fuzz/regressions/ and the committed seeds once"
 
 deps:
 	@missing=""; \
@@ -69,3 +79,32 @@ bench: build
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) demo-out
+
+# ---- fuzzing (opt-in; not part of build/test) ----
+fuzz-deps: deps
+	@missing=""; \
+	for p in $(FUZZ_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "fuzz-deps: installing$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  ( $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing ) || \
+	  echo "fuzz-deps: could not install$$missing"; \
+	else echo "fuzz-deps: clang present"; fi
+
+fuzz-build: fuzz-deps
+	@CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DALLOY_FUZZ=ON -DALLOY_BUILD_TESTS=OFF \
+	  -DALLOY_BUILD_EXAMPLES=OFF -DALLOY_OPENMP=OFF -DCMAKE_BUILD_TYPE=Debug \
+	  "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g" >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_all
+
+fuzz: fuzz-build
+	@tests/fuzz/run_fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build
+	@tests/fuzz/run_fuzz.sh $(FUZZ_BUILD) 10 $(FUZZ_TARGETS)
+
+fuzz-regress: fuzz-build
+	@tests/fuzz/replay.sh $(FUZZ_BUILD) $(FUZZ_TARGETS)
