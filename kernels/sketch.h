@@ -15,9 +15,18 @@
 // Memory: O((rows + cols) · l) float64, independent of how rows are fed
 // (after the last pass, O((rows + cols) · k) for the vectors, else O(k)).
 //
-// Determinism: for a given sequence of AddRows calls (same row blocks), the
-// result is bit-identical at any thread count: work inside AddRows is split
-// at fixed boundaries and every sum runs in a fixed order.
+// Arithmetic: the products with A run in the float64 GEMM kernels of
+// kernels/gemm.h (A's float32 values converted exactly, every sum in row or
+// column order, no FMA); orth() is CholeskyQR2 (parallel), or a Householder
+// QR when the matrix is too ill-conditioned for it (a rank-deficient sketch:
+// A of rank < l); the last SVD is a Householder QR of Bᵀ and a Jacobi SVD of
+// its l × l triangle.
+//
+// Determinism: the result is bit-identical at any thread count and for any
+// row blocking of the AddRows calls: each element of A·X and Aᵀ·Q is one sum
+// in a fixed order whatever the split (the same bits on every ISA level), and
+// the other steps work on whole matrices or fixed chunks of rows (Eigen, whose
+// blocking may follow the machine's cache sizes).
 //
 // Thread safety: one thread calls a RowSketch at a time; it parallelizes
 // internally through kernels/parallel.h.
@@ -60,8 +69,8 @@ class RowSketch {
   std::vector<double> SingularValues() const;
   // After the last FinishPass, with options.vectors: the top min(k, rows,
   // cols) triplets, values equal to SingularValues() and vectors orthonormal,
-  // signs as in SvdFactors (lowrank.h). Bit-identical at any thread count for
-  // a given sequence of AddRows calls.
+  // signs as in SvdFactors (lowrank.h). Bit-identical at any thread count and
+  // for any row blocking.
   SvdFactors Factors() const;
 
  private:
@@ -71,9 +80,9 @@ class RowSketch {
 
 // Randomized truncated SVD of an in-memory rows × cols row-major matrix: a
 // RowSketch with vectors = true (whatever options.vectors says) fed the whole
-// matrix in one AddRows call per pass, which AddRows splits at fixed
-// boundaries. Deterministic at any thread count. Returns min(options.rank,
-// rows, cols) triplets.
+// matrix in one AddRows call per pass (so the same bits as any row blocking).
+// Deterministic at any thread count. Returns min(options.rank, rows, cols)
+// triplets.
 // REQUIRES: a.size() == rows·cols.
 SvdFactors SketchSvd(std::span<const float> a, size_t rows, size_t cols,
                      const SketchOptions& options);

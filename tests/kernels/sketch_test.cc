@@ -181,6 +181,24 @@ FloatMatrix RandomMatrix(uint64_t rows, uint64_t cols, std::mt19937& rng) {
   return a;
 }
 
+// G·H with G rows × r and H r × cols of small integers: exactly rank r (every
+// entry is an integer below 2^24), so a sketch with l > r is rank-deficient.
+FloatMatrix LowRankMatrix(uint64_t rows, uint64_t cols, uint64_t r, std::mt19937& rng) {
+  std::uniform_int_distribution<int> small(-3, 3);
+  std::vector<int> g(rows * r), h(r * cols);
+  for (int& x : g) x = small(rng);
+  for (int& x : h) x = small(rng);
+  FloatMatrix a{rows, cols, std::vector<float>(rows * cols)};
+  for (uint64_t i = 0; i < rows; ++i) {
+    for (uint64_t j = 0; j < cols; ++j) {
+      int sum = 0;
+      for (uint64_t t = 0; t < r; ++t) sum += g[i * r + t] * h[t * cols + j];
+      a.data[i * cols + j] = static_cast<float>(sum);
+    }
+  }
+  return a;
+}
+
 // (Σσ)² / Σσ²: r for r equal values and zeros.
 double EffectiveRank(const std::vector<double>& s) {
   double sum = 0;
@@ -338,19 +356,22 @@ TEST_CASE("RowSketch is bit-identical at one and two threads", "[kernels]") {
   }
 }
 
-TEST_CASE("RowSketch gives the same values for any row blocking", "[kernels]") {
+TEST_CASE("RowSketch gives the same bits for any row blocking", "[kernels][sketch]") {
+  // Every element of A·X is computed within one call, and Aᵀ·Q continues its
+  // sums across calls in row order, so the blocks change nothing.
   std::mt19937 rng(7);
   const FloatMatrix a = RandomMatrix(120, 90, rng);
   SketchOptions options;
   options.rank = 8;
   options.oversample = 8;
   const std::vector<double> whole = Sketch(a, options);
+  const SvdFactors whole_factors = SketchFactors(a, options);
   for (size_t block : {size_t{1}, size_t{7}, size_t{120}}) {
-    const std::vector<double> got = Sketch(a, options, block);
-    REQUIRE(got.size() == whole.size());
-    for (size_t i = 0; i < got.size(); ++i) {
-      CHECK(std::abs(got[i] - whole[i]) <= 1e-12 * whole[i]);
-    }
+    CHECK(SameBits(Sketch(a, options, block), whole));
+    const SvdFactors f = SketchFactors(a, options, block);
+    CHECK(SameBits(f.s, whole_factors.s));
+    CHECK(SameBits(f.u, whole_factors.u));
+    CHECK(SameBits(f.v, whole_factors.v));
   }
 }
 
@@ -484,10 +505,13 @@ TEST_CASE("SketchSvd is near optimal on a decaying spectrum", "[kernels][sketch]
 TEST_CASE("RowSketch factors are bit-identical at one and two threads", "[kernels][sketch]") {
   ThreadsGuard guard;
   std::mt19937 rng(33);
-  // 9000 rows: three chunks of the Q·V_b product; 2100 columns: several
-  // column chunks in the Aᵀ·Q passes.
-  for (auto [rows, cols] : {std::pair<uint64_t, uint64_t>{9000, 200}, {300, 2100}}) {
-    const FloatMatrix a = RandomMatrix(rows, cols, rng);
+  // 9000 rows: many task blocks of the A·X and Q·V_b products and many
+  // chunks of CholeskyQR2's triangular solves; 2100 columns: many task blocks
+  // in the Aᵀ·Q passes; the last shape has rank 12 < l = 24, so its
+  // orthonormalizations fall back to Householder.
+  for (auto [rows, cols] : {std::pair<uint64_t, uint64_t>{9000, 200}, {300, 2100}, {700, 650}}) {
+    const FloatMatrix a = cols == 650 ? LowRankMatrix(rows, cols, 12, rng)
+                                      : RandomMatrix(rows, cols, rng);
     for (int q : {0, 2}) {
       SketchOptions options;
       options.rank = 16;
