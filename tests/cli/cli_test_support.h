@@ -8,6 +8,9 @@
 #include <sstream>
 #include <string>
 
+#include <catch2/catch.hpp>
+
+#include "formats/model_dir.h"
 #include "tests/testing/temp_dir.h"
 
 namespace alloy::cli::testing_support {
@@ -42,5 +45,18 @@ inline Run Binary(const std::string& args, const alloy::testing::TempDir& dir) {
 
 // Single-quoted for the shell.
 inline std::string Q(const std::string& s) { return "'" + s + "'"; }
+
+// The raw bytes of `tensor` in the model at `dir`.
+inline std::string TensorBytes(const std::string& dir, const std::string& tensor) {
+  auto src = formats::OpenModel(dir);
+  REQUIRE(src.ok());
+  const formats::TensorInfo* info = (*src)->Find(tensor);
+  REQUIRE(info != nullptr);
+  std::string bytes(info->nbytes, '\0');
+  REQUIRE((*src)->Read(*info, 0, std::span<uint8_t>(reinterpret_cast<uint8_t*>(bytes.data()),
+                                                     bytes.size()))
+              .ok());
+  return bytes;
+}
 
 }  // namespace alloy::cli::testing_support

@@ -16,6 +16,7 @@ namespace {
 
 using testing::TempDir;
 using testing_support::Binary;
+using testing_support::TensorBytes;
 using testing_support::Run;
 
 Run Inspect(const LoraCmdOptions& options) {
@@ -75,18 +76,6 @@ TEST_CASE("lora inspect refuses a missing adapter with exit code 2", "[cli][lora
   CHECK(bare.code == 2);
 }
 
-// The float values of `tensor` in the model at `dir`, as raw bytes.
-std::string TensorBytes(const std::string& dir, const std::string& tensor) {
-  auto src = formats::OpenModel(dir);
-  REQUIRE(src.ok());
-  const formats::TensorInfo* info = (*src)->Find(tensor);
-  REQUIRE(info != nullptr);
-  std::string bytes(info->nbytes, '\0');
-  REQUIRE((*src)->Read(*info, 0, std::span<uint8_t>(reinterpret_cast<uint8_t*>(bytes.data()),
-                                                     bytes.size()))
-              .ok());
-  return bytes;
-}
 
 TEST_CASE("lora apply writes the merged model and --scale 0 gives the base back", "[cli][lora]") {
   TempDir dir;

@@ -21,6 +21,7 @@ namespace {
 
 using testing::TempDir;
 using testing_support::Binary;
+using testing_support::TensorBytes;
 using testing_support::Run;
 
 Run Upcycle(const MoeCmdOptions& options) {
@@ -58,17 +59,6 @@ nlohmann::json Config(const std::string& model_dir) {
   return nlohmann::json::parse(testing::ReadFileBytes(model_dir + "/config.json"));
 }
 
-std::string TensorBytes(const std::string& dir, const std::string& tensor) {
-  auto src = formats::OpenModel(dir);
-  REQUIRE(src.ok());
-  const formats::TensorInfo* info = (*src)->Find(tensor);
-  REQUIRE(info != nullptr);
-  std::string bytes(info->nbytes, '\0');
-  REQUIRE((*src)->Read(*info, 0, std::span<uint8_t>(reinterpret_cast<uint8_t*>(bytes.data()),
-                                                     bytes.size()))
-              .ok());
-  return bytes;
-}
 
 bool HasTensor(const std::string& dir, const std::string& tensor) {
   auto src = formats::OpenModel(dir);

@@ -16,6 +16,8 @@
 #include <Eigen/Dense>
 #include <catch2/catch.hpp>
 
+#include "tests/kernels/svd_test_support.h"
+
 namespace alloy::kernels {
 namespace {
 
@@ -37,44 +39,14 @@ Eigen::MatrixXd Product(const std::vector<double>& l, size_t m, const std::vecto
          Eigen::Map<const RowMatrix>(r.data(), Idx(k), Idx(n));
 }
 
-Eigen::MatrixXd FactorU(const SvdFactors& f) {
-  return Eigen::Map<const RowMatrix>(f.u.data(), Idx(f.rows), Idx(f.rank()));
-}
-Eigen::MatrixXd FactorV(const SvdFactors& f) {
-  return Eigen::Map<const RowMatrix>(f.v.data(), Idx(f.cols), Idx(f.rank()));
-}
+using svd_test::FactorU;
+using svd_test::FactorV;
+using svd_test::OrthonormalityError;
+using svd_test::Reconstruct;
 
-// U·diag(s)·Vᵀ.
-Eigen::MatrixXd Reconstruct(const SvdFactors& f) {
-  const Eigen::VectorXd s = Eigen::Map<const Eigen::VectorXd>(f.s.data(), Idx(f.rank()));
-  return FactorU(f) * s.asDiagonal() * FactorV(f).transpose();
-}
-
-// max |MᵀM − I|: 0 for orthonormal columns.
-double OrthonormalityError(const Eigen::MatrixXd& m) {
-  return (m.transpose() * m - Eigen::MatrixXd::Identity(m.cols(), m.cols())).cwiseAbs().maxCoeff();
-}
-
-// The shape and size invariants of a factorization with `rank` triplets, and
-// the sign convention: the first largest-|.| entry of each u column is > 0.
+// The shared invariants (svd_test_support.h).
 void CheckShape(const SvdFactors& f, size_t rows, size_t cols, size_t rank) {
-  REQUIRE(f.rows == rows);
-  REQUIRE(f.cols == cols);
-  REQUIRE(f.rank() == rank);
-  REQUIRE(f.u.size() == rows * rank);
-  REQUIRE(f.v.size() == cols * rank);
-  auto finite = [](double x) { return std::isfinite(x); };
-  REQUIRE(std::all_of(f.u.begin(), f.u.end(), finite));
-  REQUIRE(std::all_of(f.v.begin(), f.v.end(), finite));
-  for (size_t j = 0; j < rank; ++j) {
-    CHECK(f.s[j] >= 0.0);
-    if (j > 0) CHECK(f.s[j] <= f.s[j - 1]);
-    size_t pivot = 0;
-    for (size_t i = 1; i < rows; ++i) {
-      if (std::abs(f.u[i * rank + j]) > std::abs(f.u[pivot * rank + j])) pivot = i;
-    }
-    CHECK(f.u[pivot * rank + j] > 0.0);
-  }
+  svd_test::CheckSvdFactors(f, rows, cols, rank);
 }
 
 // sqrt(Σ_{i ≥ keep} s_i²), summed from the smallest.

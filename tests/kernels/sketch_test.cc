@@ -16,6 +16,7 @@
 
 #include "kernels/parallel.h"
 #include "tests/kernels/kernel_test_support.h"
+#include "tests/kernels/svd_test_support.h"
 
 namespace alloy::kernels {
 namespace {
@@ -27,10 +28,9 @@ struct FloatMatrix {
   std::vector<float> data;
 };
 
-// Streams `a` through a RowSketch, `block` rows per AddRows call (0 = all at
-// once), and returns its singular values.
-std::vector<double> Sketch(const FloatMatrix& a, const SketchOptions& options, size_t block = 0) {
-  RowSketch sketch(a.rows, a.cols, options);
+// Feeds every pass of `sketch` with `a`, `block` rows per AddRows call (0 =
+// all at once).
+void Feed(RowSketch& sketch, const FloatMatrix& a, size_t block) {
   const uint64_t step = block == 0 ? std::max<uint64_t>(a.rows, 1) : block;
   for (int pass = 0; pass < sketch.num_passes(); ++pass) {
     for (uint64_t first = 0; first < a.rows; first += step) {
@@ -40,6 +40,12 @@ std::vector<double> Sketch(const FloatMatrix& a, const SketchOptions& options, s
     }
     sketch.FinishPass(pass);
   }
+}
+
+// Streams `a` through a RowSketch and returns its singular values.
+std::vector<double> Sketch(const FloatMatrix& a, const SketchOptions& options, size_t block = 0) {
+  RowSketch sketch(a.rows, a.cols, options);
+  Feed(sketch, a, block);
   return sketch.SingularValues();
 }
 
@@ -48,15 +54,7 @@ std::vector<double> Sketch(const FloatMatrix& a, const SketchOptions& options, s
 SvdFactors SketchFactors(const FloatMatrix& a, SketchOptions options, size_t block = 0) {
   options.vectors = true;
   RowSketch sketch(a.rows, a.cols, options);
-  const uint64_t step = block == 0 ? std::max<uint64_t>(a.rows, 1) : block;
-  for (int pass = 0; pass < sketch.num_passes(); ++pass) {
-    for (uint64_t first = 0; first < a.rows; first += step) {
-      const size_t n = static_cast<size_t>(std::min(step, a.rows - first));
-      sketch.AddRows(pass, first, n,
-                     std::span<const float>(a.data.data() + first * a.cols, n * a.cols));
-    }
-    sketch.FinishPass(pass);
-  }
+  Feed(sketch, a, block);
   SvdFactors f = sketch.Factors();
   CHECK(f.s == sketch.SingularValues());
   return f;
@@ -72,53 +70,11 @@ Eigen::MatrixXd ToDouble(const FloatMatrix& a) {
   return m;
 }
 
-using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-Eigen::MatrixXd FactorU(const SvdFactors& f) {
-  return Eigen::Map<const RowMatrix>(f.u.data(), static_cast<Eigen::Index>(f.rows),
-                                     static_cast<Eigen::Index>(f.rank()));
-}
-Eigen::MatrixXd FactorV(const SvdFactors& f) {
-  return Eigen::Map<const RowMatrix>(f.v.data(), static_cast<Eigen::Index>(f.cols),
-                                     static_cast<Eigen::Index>(f.rank()));
-}
-
-// U·diag(s)·Vᵀ.
-Eigen::MatrixXd Reconstruct(const SvdFactors& f) {
-  const Eigen::VectorXd s =
-      Eigen::Map<const Eigen::VectorXd>(f.s.data(), static_cast<Eigen::Index>(f.rank()));
-  return FactorU(f) * s.asDiagonal() * FactorV(f).transpose();
-}
-
-// max |MᵀM − I|: 0 for orthonormal columns.
-double OrthonormalityError(const Eigen::MatrixXd& m) {
-  return (m.transpose() * m - Eigen::MatrixXd::Identity(m.cols(), m.cols())).cwiseAbs().maxCoeff();
-}
-
-// Shape, finiteness, order, orthonormality and the sign convention (the
-// first largest-|.| entry of each u column is > 0) of `rank` triplets.
-void CheckFactors(const SvdFactors& f, uint64_t rows, uint64_t cols, size_t rank) {
-  REQUIRE(f.rows == rows);
-  REQUIRE(f.cols == cols);
-  REQUIRE(f.rank() == rank);
-  REQUIRE(f.u.size() == rows * rank);
-  REQUIRE(f.v.size() == cols * rank);
-  auto finite = [](double x) { return std::isfinite(x); };
-  REQUIRE(std::all_of(f.u.begin(), f.u.end(), finite));
-  REQUIRE(std::all_of(f.v.begin(), f.v.end(), finite));
-  if (rank == 0) return;
-  CHECK(OrthonormalityError(FactorU(f)) <= 1e-12);
-  CHECK(OrthonormalityError(FactorV(f)) <= 1e-12);
-  for (size_t j = 0; j < rank; ++j) {
-    CHECK(f.s[j] >= 0.0);
-    if (j > 0) CHECK(f.s[j] <= f.s[j - 1]);
-    size_t pivot = 0;
-    for (size_t i = 1; i < rows; ++i) {
-      if (std::abs(f.u[i * rank + j]) > std::abs(f.u[pivot * rank + j])) pivot = i;
-    }
-    CHECK(f.u[pivot * rank + j] > 0.0);
-  }
-}
+using svd_test::FactorU;
+using svd_test::FactorV;
+using svd_test::OrthonormalityError;
+using svd_test::Reconstruct;
+constexpr auto CheckFactors = svd_test::CheckSvdFactors;
 
 template <typename T>
 bool SameBits(const std::vector<T>& a, const std::vector<T>& b) {
