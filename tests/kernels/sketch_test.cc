@@ -85,6 +85,11 @@ bool SameBits(const std::vector<T>& a, const std::vector<T>& b) {
   return true;
 }
 
+// s, u and v of `a` and `b` hold the same bits.
+bool SameFactorBits(const SvdFactors& a, const SvdFactors& b) {
+  return SameBits(a.s, b.s) && SameBits(a.u, b.u) && SameBits(a.v, b.v);
+}
+
 // All singular values of `a` (as float64), descending.
 std::vector<double> Reference(const FloatMatrix& a) {
   Eigen::MatrixXd m(static_cast<Eigen::Index>(a.rows), static_cast<Eigen::Index>(a.cols));
@@ -325,9 +330,7 @@ TEST_CASE("RowSketch gives the same bits for any row blocking", "[kernels][sketc
   for (size_t block : {size_t{1}, size_t{7}, size_t{120}}) {
     CHECK(SameBits(Sketch(a, options, block), whole));
     const SvdFactors f = SketchFactors(a, options, block);
-    CHECK(SameBits(f.s, whole_factors.s));
-    CHECK(SameBits(f.u, whole_factors.u));
-    CHECK(SameBits(f.v, whole_factors.v));
+    CHECK(SameFactorBits(f, whole_factors));
   }
 }
 
@@ -482,12 +485,8 @@ TEST_CASE("RowSketch factors are bit-identical at one and two threads", "[kernel
       const SvdFactors two_blocked = SketchFactors(a, options, 1000);
       CheckFactors(one, rows, cols, 16);
       CheckFactors(one_blocked, rows, cols, 16);
-      CHECK(SameBits(one.s, two.s));
-      CHECK(SameBits(one.u, two.u));
-      CHECK(SameBits(one.v, two.v));
-      CHECK(SameBits(one_blocked.s, two_blocked.s));
-      CHECK(SameBits(one_blocked.u, two_blocked.u));
-      CHECK(SameBits(one_blocked.v, two_blocked.v));
+      CHECK(SameFactorBits(one, two));
+      CHECK(SameFactorBits(one_blocked, two_blocked));
     }
   }
 }
