@@ -213,8 +213,9 @@ class MoeSource final : public formats::TensorSource {
     }
     const uint64_t first = offset / 4;
     const size_t n = out.size() / 4;
-    std::vector<float> values;
-    std::vector<uint8_t> bytes;
+    // Reused per thread: fresh pages are slow (performance-notes.md).
+    thread_local std::vector<float> values;
+    thread_local std::vector<uint8_t> bytes;
     uint64_t start = 0;  // first element of the part
     size_t done = 0;
     for (const Part& p : e.parts) {
