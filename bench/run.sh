@@ -49,6 +49,15 @@ median() { sort -n | awk '{v[NR] = $1} END {if (NR == 0) exit 1; print (NR % 2) 
 json_field() { sed -nE "s/.*\"$1\": ([0-9.]+).*/\1/p"; }
 dir_bytes() { find "$1" -name '*.safetensors' -printf '%s\n' | awk '{s += $1} END {printf "%.0f\n", s}'; }
 rel() { echo "${1#"$ROOT"/}"; }
+# judge RATIO TARGET [RSS_MIB MAX_RSS_MIB]: sets the caller's `verdict` to PASS when RATIO ≤ TARGET
+# (and RSS ≤ its maximum), else to MISS, counted in MISSES.
+judge() {
+  if awk -v r="$1" -v t="$2" -v m="${3:-0}" -v x="${4:-0}" 'BEGIN {exit !(r <= t && (x == 0 || m <= x))}'; then
+    verdict=PASS
+  else
+    verdict=MISS MISSES=$((MISSES + 1))
+  fi
+}
 
 machine() {
   local cpu mem
@@ -151,11 +160,7 @@ bench_convert() {
   if [[ $FLOOR_KIND == sequential ]]; then f=$q; fi
   ratio=$(awk -v a="$a" -v f="$f" 'BEGIN {printf "%.2f", a / f}')
   rss=$(awk -v k="$k" 'BEGIN {printf "%.0f", k / 1024}')
-  if awk -v r="$ratio" -v m="$rss" 'BEGIN {exit !(r <= 1.3 && m <= 256)}'; then
-    verdict=PASS
-  else
-    verdict=MISS MISSES=$((MISSES + 1))
-  fi
+  judge "$ratio" 1.3 "$rss" 256
   body=$(mktemp)
   cat >"$body" <<EOF
 <!-- bench:convert:begin -->
@@ -263,11 +268,7 @@ bench_merge() {
     ratio=$(awk -v a="$a" -v f="$f" 'BEGIN {printf "%.2f", a / f}')
     mib=$(awk -v k="$k" 'BEGIN {printf "%.0f", k / 1024}')
     target=$(merge_target "$m")
-    if awk -v r="$ratio" -v t="$target" -v m="$mib" 'BEGIN {exit !(r <= t && m <= 512)}'; then
-      verdict=PASS
-    else
-      verdict=MISS MISSES=$((MISSES + 1))
-    fi
+    judge "$ratio" "$target" "$mib" 512
     rows+="| $m | $(merge_inputs "$m") | $f s | $a s | ${ratio}× | $mib MiB | ≤ ${target}× floor, RSS ≤ 512 MiB | **$verdict** |"$'\n'
     per_run+="$m ${times[$m]% }; "
     log "merge $m: $a s, ${ratio}× the $FLOOR_KIND floor, peak RSS $mib MiB: $verdict"
@@ -334,11 +335,7 @@ bench_upscale() {
   k=$(printf '%s\n' "${alloy_kib[@]}" | median)
   ratio=$(awk -v a="$a" -v f="$p" 'BEGIN {printf "%.2f", a / f}')
   rss=$(awk -v k="$k" 'BEGIN {printf "%.0f", k / 1024}')
-  if awk -v r="$ratio" -v m="$rss" 'BEGIN {exit !(r <= 1.1 && m <= 512)}'; then
-    verdict=PASS
-  else
-    verdict=MISS MISSES=$((MISSES + 1))
-  fi
+  judge "$ratio" 1.1 "$rss" 512
   body=$(mktemp)
   cat >"$body" <<EOF
 <!-- bench:upscale:begin -->
@@ -389,11 +386,7 @@ bench_compare() {
   k=$(printf '%s\n' "${alloy_kib[@]}" | median)
   ratio=$(awk -v a="$a" -v f="$f" 'BEGIN {printf "%.2f", a / f}')
   rss=$(awk -v k="$k" 'BEGIN {printf "%.0f", k / 1024}')
-  if awk -v r="$ratio" 'BEGIN {exit !(r <= 1.3)}'; then
-    verdict=PASS
-  else
-    verdict=MISS MISSES=$((MISSES + 1))
-  fi
+  judge "$ratio" 1.3
   body=$(mktemp)
   cat >"$body" <<EOF
 <!-- bench:compare:begin -->
@@ -463,11 +456,7 @@ bench_lora() {
   ak=$(printf '%s\n' "${ap_kib[@]}" | median)
   f=$(printf '%s\n' "${floor_s[@]}" | median)
   ratio=$(awk -v a="$a" -v f="$f" 'BEGIN {printf "%.2f", a / f}')
-  if awk -v r="$ratio" 'BEGIN {exit !(r <= 1.3)}'; then
-    verdict=PASS
-  else
-    verdict=MISS MISSES=$((MISSES + 1))
-  fi
+  judge "$ratio" 1.3
   body=$(mktemp)
   cat >"$body" <<EOF
 <!-- bench:lora:begin -->

@@ -50,6 +50,14 @@ inline void WriteFile(const std::string& path, std::string_view bytes) {
 
 // A very small llama (a few KiB per shard) split into several shards, so the
 // fixture directory has a model.safetensors.index.json and real shard files.
+// A fixture the target cannot run without: stops the process on failure.
+inline void RequireFixture(const formats::Status& s) {
+  if (!s.ok()) {
+    std::fprintf(stderr, "fixture: %s\n", s.ToString().c_str());
+    std::abort();
+  }
+}
+
 inline examples::TinyModelSpec FixtureModelSpec() {
   examples::TinyModelSpec spec;
   spec.family = examples::Family::kLlama;

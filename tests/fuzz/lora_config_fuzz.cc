@@ -15,12 +15,8 @@ namespace {
 const std::string& AdapterDir() {
   static const std::string dir = [] {
     std::string d = alloy::fuzz::ProcessDir() + "/adapter";
-    alloy::formats::Status s = alloy::examples::WriteTinyLoraAdapter(
-        alloy::fuzz::FixtureModelSpec(), alloy::fuzz::FixtureLoraSpec(), d);
-    if (!s.ok()) {
-      std::fprintf(stderr, "fixture: %s\n", s.ToString().c_str());
-      std::abort();
-    }
+    alloy::fuzz::RequireFixture(alloy::examples::WriteTinyLoraAdapter(
+        alloy::fuzz::FixtureModelSpec(), alloy::fuzz::FixtureLoraSpec(), d));
     return d;
   }();
   return dir;

@@ -16,11 +16,8 @@ namespace {
 const std::string& FixtureDir() {
   static const std::string dir = [] {
     std::string d = alloy::fuzz::ProcessDir() + "/model";
-    alloy::formats::Status s = alloy::examples::WriteTinyModel(alloy::fuzz::FixtureModelSpec(), d);
-    if (!s.ok()) {
-      std::fprintf(stderr, "fixture: %s\n", s.ToString().c_str());
-      std::abort();
-    }
+    alloy::fuzz::RequireFixture(
+        alloy::examples::WriteTinyModel(alloy::fuzz::FixtureModelSpec(), d));
     return d;
   }();
   return dir;

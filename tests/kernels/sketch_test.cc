@@ -407,20 +407,9 @@ TEST_CASE("SketchSvd reconstructs a matrix of exact rank 20", "[kernels][sketch]
   // an integer below 2^24, so the float matrix has rank exactly 20 and a
   // rank-20 sketch (l = 28) spans its range up to rounding.
   std::mt19937 rng(31);
-  std::uniform_int_distribution<int> small(-3, 3);
   const uint64_t rows = 600, cols = 400;
   const int r = 20;
-  std::vector<int> g(rows * r), h(r * cols);
-  for (int& x : g) x = small(rng);
-  for (int& x : h) x = small(rng);
-  FloatMatrix a{rows, cols, std::vector<float>(rows * cols)};
-  for (uint64_t i = 0; i < rows; ++i) {
-    for (uint64_t j = 0; j < cols; ++j) {
-      int sum = 0;
-      for (uint64_t t = 0; t < r; ++t) sum += g[i * r + t] * h[t * cols + j];
-      a.data[i * cols + j] = static_cast<float>(sum);
-    }
-  }
+  const FloatMatrix a = LowRankMatrix(rows, cols, r, rng);
   const Eigen::MatrixXd full = ToDouble(a);
   const std::vector<double> want = Reference(a);
   SketchOptions options;
