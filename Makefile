@@ -2,6 +2,7 @@
 # Debian 12 machine: they install any missing Debian package first.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
@@ -12,8 +13,17 @@ DEBIAN_PACKAGES := cmake make g++ libeigen3-dev libcli11-dev catch2 \
 # Wanted by the HTML report tests (headless Chromium); installed when possible,
 # and those tests are skipped with a message where it cannot be.
 TEST_PACKAGES := chromium
+TORCH_TEST_PACKAGES := python3-torch
 
-.PHONY: all deps test-deps build test test-asan demo bench clean help
+.PHONY: all deps test-deps build test test-asan test-tsan demo bench clean help
+
+# ThreadSanitizer needs clang + LLVM's libomp: its Archer tool tells TSan about
+# OpenMP's barriers (GCC's libgomp is not instrumented, so TSan would report
+# false races in alloy's loop bodies). The labelled tests only drive external
+# programs (headless Chromium, npm packages, llama.cpp) and are left out.
+TSAN_PACKAGES := clang libclang-rt-dev libomp-dev
+TSAN_OPTIONS_ALLOY := halt_on_error=1 second_deadlock_stack=1 ignore_noninstrumented_modules=1
+TSAN_EXCLUDE_LABELS ?= chromium|npm|llama
 
 # libFuzzer targets (tests/fuzz/, docs/RELIABILITY.md): clang, separate build dir.
 FUZZ_BUILD   ?= build-fuzz
@@ -27,8 +37,9 @@ all: build
 help:
 	@echo "make deps       install missing Debian packages (apt-get; root or sudo)"
 	@echo "make build      Release build into $(BUILD)/"
-	@echo "make test       deps + build + the whole test suite (ctest; installs chromium for the HTML tests when it can)"
+	@echo "make test       deps + build + the whole test suite (ctest; installs chromium and python3-torch for the HTML and .bin tests when it can; the GGUF reader tests fetch npm packages)"
 	@echo "make test-asan  the suite under AddressSanitizer + UBSan ($(ASAN_BUILD)/)"
+	@echo "make test-tsan  the suite under ThreadSanitizer, OpenMP via libomp + Archer ($(TSAN_BUILD)/, clang)"
 	@echo "make demo       deps + build + tiny example models + example runs"
 	@echo "make bench      benchmarks; figures go to docs/PERFORMANCE.md"
 	@echo "make fuzz       libFuzzer targets (clang, $(FUZZ_BUILD)/), FUZZ_SECONDS=$(FUZZ_SECONDS) each"
@@ -48,12 +59,18 @@ deps:
 	else echo "deps: all Debian packages present"; fi
 
 test-deps:
-	@if ! command -v chromium >/dev/null 2>&1; then \
+	@if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	if ! command -v chromium >/dev/null 2>&1; then \
 	  echo "test-deps: installing chromium (for the HTML report tests)"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  ( $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 	    --no-install-recommends $(TEST_PACKAGES) ) >/dev/null 2>&1 || \
 	  echo "test-deps: chromium could not be installed; the HTML rendering tests will be skipped"; \
+	fi; \
+	if ! /usr/bin/python3 -c "import torch" >/dev/null 2>&1; then \
+	  echo "test-deps: installing python3-torch (torch.save files for the .bin reader tests)"; \
+	  ( $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends $(TORCH_TEST_PACKAGES) ) >/dev/null 2>&1 || \
+	  echo "test-deps: python3-torch could not be installed; the torch.save round trip will be skipped"; \
 	fi
 
 build: deps
@@ -71,6 +88,25 @@ test-asan: deps test-deps
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	  scripts/run_ctest.sh $(ASAN_BUILD) $(JOBS)
 
+test-tsan: deps test-deps
+	@missing=""; \
+	for p in $(TSAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "test-tsan: installing$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@CC=clang CXX=clang++ cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DALLOY_SANITIZE=thread $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(TSAN_BUILD) -j $(JOBS)
+	@archer="$$(clang++ -print-resource-dir)/../../libarcher.so"; \
+	if [ ! -f "$$archer" ]; then echo "test-tsan: no $$archer (Debian package libomp-dev)"; exit 1; fi; \
+	OMP_TOOL_LIBRARIES="$$archer" TSAN_OPTIONS="$(TSAN_OPTIONS_ALLOY)" \
+	  scripts/run_ctest.sh $(TSAN_BUILD) $(JOBS) -LE '$(TSAN_EXCLUDE_LABELS)'
+
 demo: build
 	@scripts/demo.sh $(BUILD)
 
@@ -78,7 +114,7 @@ bench: build
 	@bench/run.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) demo-out
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) demo-out
 
 # ---- fuzzing (opt-in; not part of build/test) ----
 fuzz-deps: deps

@@ -12,6 +12,7 @@
 #include <numeric>
 
 #include "cli/exit_codes.h"
+#include "cli/input_flags.h"
 #include "cli/interrupt.h"
 #include "cli/progress.h"
 #include "formats/file_util.h"
@@ -218,6 +219,7 @@ CLI::App* SetupCompare(CLI::App& app, CompareCmdOptions& options) {
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
   cmd->add_flag("-q,--quiet", options.quiet, "No progress bar and no terminal report (files only)");
+  AddFollowSymlinksFlag(cmd, options.follow_symlinks);
   cmd->footer(
       "Examples:\n"
       "  alloy compare ./merged ./ft-a ./ft-b                 # did the merge keep each parent?\n"
@@ -237,6 +239,7 @@ int RunCompare(const CompareCmdOptions& options, std::ostream& out, std::ostream
   job.tensor_regex = options.tensors;
   job.rank = options.rank;
   job.threads = options.threads;
+  job.symlinks = SymlinkPolicyOf(options.follow_symlinks);
   job.cancel = InstallInterruptHandler();
   // Check the table's metric before reading anything.
   const std::vector<MetricDef> metrics =

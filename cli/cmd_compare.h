@@ -25,6 +25,7 @@ struct CompareCmdOptions {
   std::string color = "auto";
   int threads = 0;
   bool quiet = false;
+  bool follow_symlinks = false;  // read model files that link outside their directory
   std::string command;  // the command line, recorded in the reports
 };
 

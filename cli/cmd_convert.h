@@ -20,6 +20,7 @@ struct ConvertCmdOptions {
   bool fsync = false;
   bool quiet = false;
   bool json = false;
+  bool follow_symlinks = false;  // read input files that link outside its directory
   int threads = 0;
 };
 

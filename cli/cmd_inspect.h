@@ -15,6 +15,7 @@ struct InspectOptions {
   bool tensors = false;  // list every tensor
   bool memory = false;   // memory estimates
   bool json = false;     // machine-readable output
+  bool follow_symlinks = false;  // read directory files that link outside it
 };
 
 // Adds the `inspect` subcommand to `app`, binding flags to `options`.

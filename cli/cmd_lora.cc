@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/exit_codes.h"
+#include "cli/input_flags.h"
 #include "cli/progress.h"
 #include "formats/tensor_info.h"
 #include "merge/lora_inspect.h"
@@ -46,6 +47,7 @@ LoraCommands SetupLora(CLI::App& app, LoraCmdOptions& options) {
     cmd->add_flag("--overwrite", options.overwrite, "Replace a non-empty output directory");
     cmd->add_flag("-q,--quiet", options.quiet, "No progress bar and no summary");
     cmd->add_flag("--json", options.json, "Print the summary as JSON");
+    AddFollowSymlinksFlag(cmd, options.follow_symlinks);
   };
 
   c.inspect = lora->add_subcommand(
@@ -60,6 +62,7 @@ LoraCommands SetupLora(CLI::App& app, LoraCmdOptions& options) {
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
   c.inspect->add_flag("--json", options.json, "Print JSON (every singular value included)");
+  AddFollowSymlinksFlag(c.inspect, options.follow_symlinks);
   c.inspect->footer(
       "Examples:\n"
       "  alloy lora inspect ./my-adapter\n"
@@ -183,7 +186,8 @@ int RunLora(const LoraCommands& c, const LoraCmdOptions& options, std::ostream& 
 int RunLoraInspect(const LoraCmdOptions& options, std::ostream& out, std::ostream& err) {
   std::optional<std::string> base;
   if (!options.base.empty()) base = options.base;
-  auto report = merge::InspectLora(options.adapter, base);
+  auto report =
+      merge::InspectLora(options.adapter, base, SymlinkPolicyOf(options.follow_symlinks));
   if (!report.ok()) return ReportError(report.status(), err);
   const merge::LoraInspectReport& r = *report;
   const size_t k = static_cast<size_t>(options.top_k);

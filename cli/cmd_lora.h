@@ -46,6 +46,7 @@ struct LoraCmdOptions {
   uint64_t seed = 0;
   bool overwrite = false;
   bool quiet = false;
+  bool follow_symlinks = false;  // read input files that link outside their directory
   std::string command;  // the command line, for adapter READMEs
 };
 

@@ -9,6 +9,7 @@
 #include "cli/cmd_lora.h"
 #include "cli/exit_codes.h"
 #include "cli/generated_recipe.h"
+#include "cli/input_flags.h"
 #include "cli/interrupt.h"
 #include "cli/progress.h"
 #include "formats/dtype.h"
@@ -44,6 +45,7 @@ formats::Result<merge::LoraBuildOptions> BuildOptions(const LoraCmdOptions& opti
   b.command = options.command;
   b.threads = options.threads;
   b.seed = options.seed;
+  b.symlinks = SymlinkPolicyOf(options.follow_symlinks);
   return b;
 }
 
@@ -127,7 +129,7 @@ int RunLoraApply(const LoraCmdOptions& options, std::ostream& out, std::ostream&
   if (!std::isfinite(options.scale)) {
     return ReportError(Status::InvalidArgument("--scale must be a finite number"), err);
   }
-  formats::Result<ProbedModel> probed = ProbeModel(ref);
+  formats::Result<ProbedModel> probed = ProbeModel(ref, SymlinkPolicyOf(options.follow_symlinks));
   if (!probed.ok()) return ReportError(probed.status(), err);
   formats::Result<DType> dtype = FactorDType(options.dtype, probed->dtype);
   if (!dtype.ok()) return ReportError(dtype.status(), err);
@@ -139,6 +141,7 @@ int RunLoraApply(const LoraCmdOptions& options, std::ostream& out, std::ostream&
   job.execute.threads = options.threads;
   job.execute.cancel = InstallInterruptHandler();
   job.lora_scale = options.scale;
+  job.symlinks = SymlinkPolicyOf(options.follow_symlinks);
   ProgressBar bar("apply", !options.quiet && !options.json);
   job.execute.progress = [&](uint64_t done, uint64_t total, std::string_view tensor) {
     bar.Update(done, total, tensor);

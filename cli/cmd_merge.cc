@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/exit_codes.h"
+#include "cli/input_flags.h"
 #include "cli/interrupt.h"
 #include "cli/progress.h"
 #include "formats/model_writer.h"
@@ -48,6 +49,7 @@ CLI::App* SetupMerge(CLI::App& app, MergeCmdOptions& options) {
                 "Re-run intermediates even when their output directory is already complete");
   cmd->add_flag("--allow-crimes", options.allow_crimes,
                 "Allow merging models of different architectures");
+  AddFollowSymlinksFlag(cmd, options.follow_symlinks);
   cmd->add_flag("--overwrite", options.overwrite, "Replace OUT if it exists and is not empty");
   cmd->add_flag("--fsync", options.fsync, "fsync every output file before renaming it into place");
   cmd->add_flag("-q,--quiet", options.quiet, "No progress bar and no summary");
@@ -88,6 +90,7 @@ int RunMerge(const MergeCmdOptions& options, std::ostream& out, std::ostream& er
   job.dry_run = options.dry_run;
   job.allow_crimes = options.allow_crimes;
   job.lazy = !options.no_lazy;
+  job.symlinks = SymlinkPolicyOf(options.follow_symlinks);
   job.execute.seed = options.seed;
   job.execute.threads = options.threads;
   job.execute.cancel = InstallInterruptHandler();

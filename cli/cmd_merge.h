@@ -27,6 +27,7 @@ struct MergeCmdOptions {
   bool json = false;
   bool allow_crimes = false;
   bool no_lazy = false;
+  bool follow_symlinks = false;  // read input files that link outside their directory
 };
 
 CLI::App* SetupMerge(CLI::App& app, MergeCmdOptions& options);

@@ -7,6 +7,7 @@
 
 #include "cli/exit_codes.h"
 #include "cli/generated_recipe.h"
+#include "cli/input_flags.h"
 #include "cli/interrupt.h"
 #include "cli/progress.h"
 #include "merge/moe.h"
@@ -29,6 +30,7 @@ void AddCommon(CLI::App* cmd, MoeCmdOptions& options) {
   cmd->add_flag("--overwrite", options.overwrite, "Replace OUT if it exists and is not empty");
   cmd->add_flag("-q,--quiet", options.quiet, "No progress bar and no summary");
   cmd->add_flag("--json", options.json, "Print the summary as JSON");
+  AddFollowSymlinksFlag(cmd, options.follow_symlinks);
 }
 
 int Run(const std::string& recipe, const std::string& name, const MoeCmdOptions& options,
@@ -40,6 +42,7 @@ int Run(const std::string& recipe, const std::string& name, const MoeCmdOptions&
   m.allow_all_same_experts = allow_all_same;
   m.threads = options.threads;
   m.overwrite = options.overwrite;
+  m.symlinks = SymlinkPolicyOf(options.follow_symlinks);
   m.cancel = InstallInterruptHandler();
   ProgressBar bar("moe", !options.quiet && !options.json);
   m.progress = [&](uint64_t done, uint64_t total, std::string_view tensor) {

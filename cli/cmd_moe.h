@@ -31,6 +31,7 @@ struct MoeCmdOptions {
   bool overwrite = false;
   bool quiet = false;
   bool json = false;
+  bool follow_symlinks = false;  // read model files that link outside their directory
 };
 
 struct MoeCommands {

@@ -13,6 +13,7 @@
 
 #include "cli/exit_codes.h"
 #include "cli/generated_recipe.h"
+#include "cli/input_flags.h"
 #include "cli/interrupt.h"
 #include "cli/progress.h"
 #include "merge/merge_job.h"
@@ -198,6 +199,7 @@ CLI::App* SetupUpscale(CLI::App& app, UpscaleCmdOptions& options) {
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
   cmd->add_flag("-q,--quiet", options.quiet, "No progress bar and no summary");
+  AddFollowSymlinksFlag(cmd, options.follow_symlinks);
   CLI::Option* json = cmd->add_flag(
       "--json", options.json,
       "Print a JSON summary (layers, tensors, bytes, seconds, peak RSS, output files)");
@@ -222,7 +224,8 @@ int RunUpscale(const UpscaleCmdOptions& options, std::ostream& out, std::ostream
   if (!options.print_recipe && options.output.empty()) {
     return ReportError(Status::InvalidArgument("OUT is required (or pass --print-recipe)"), err);
   }
-  formats::Result<ProbedModel> probed = ProbeModel(options.model);
+  formats::Result<ProbedModel> probed =
+      ProbeModel(options.model, SymlinkPolicyOf(options.follow_symlinks));
   if (!probed.ok()) return ReportError(probed.status(), err);
   formats::Result<UpscaleLayout> layout =
       ComputeUpscaleLayout(probed->layers, options.layers, options.blend);
@@ -249,6 +252,7 @@ int RunUpscale(const UpscaleCmdOptions& options, std::ostream& out, std::ostream
   merge::MergeJobOptions job;
   job.overwrite = options.overwrite;
   job.dry_run = options.dry_run;
+  job.symlinks = SymlinkPolicyOf(options.follow_symlinks);
   job.execute.threads = options.threads;
   job.execute.cancel = InstallInterruptHandler();
   // The seam document (--blend) goes to a directory of this run, removed

@@ -32,6 +32,7 @@ struct UpscaleCmdOptions {
   bool overwrite = false;
   bool quiet = false;
   bool json = false;
+  bool follow_symlinks = false;  // read model files that link outside its directory
 };
 
 // Which layers of the two copies make up the output. Copy 1 keeps

@@ -26,7 +26,8 @@ std::string YamlScalar(const std::string& s) {
   return quoted + "'";
 }
 
-formats::Result<ProbedModel> ProbeModel(const std::string& model) {
+formats::Result<ProbedModel> ProbeModel(const std::string& model,
+                                        formats::SymlinkPolicy symlinks) {
   for (char c : model) {
     if (static_cast<unsigned char>(c) < 0x20) {
       return Status::InvalidArgument("MODEL must not contain control characters");
@@ -39,7 +40,7 @@ formats::Result<ProbedModel> ProbeModel(const std::string& model) {
   merge::ModelEntry entry;
   entry.model = *ref;
   probe.models.push_back(std::move(entry));
-  merge::DiskModelOpener opener({}, formats::FileAccess::kPread);
+  merge::DiskModelOpener opener({}, formats::FileAccess::kPread, 1.0, symlinks);
   // Opened first for the opener's own message; the plan reuses it.
   Status opened = opener.Open(*ref).status();
   if (!opened.ok()) {

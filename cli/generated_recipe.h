@@ -8,6 +8,7 @@
 #include <string>
 
 #include "formats/dtype.h"
+#include "formats/path_guard.h"
 #include "formats/status.h"
 
 namespace alloy::cli {
@@ -25,6 +26,8 @@ struct ProbedModel {
 
 // Probes `model` (a path, hub id or `model+lora` reference). Fails with the
 // opener's or planner's error, naming the model.
-formats::Result<ProbedModel> ProbeModel(const std::string& model);
+formats::Result<ProbedModel> ProbeModel(
+    const std::string& model,
+    formats::SymlinkPolicy symlinks = formats::SymlinkPolicy::kStayInside);
 
 }  // namespace alloy::cli

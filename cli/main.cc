@@ -1,5 +1,6 @@
 // The alloy command line: one subcommand per file in cli/cmd_<verb>.*.
 #include <CLI/CLI.hpp>
+#include <csignal>
 #include <iostream>
 #include <new>
 
@@ -14,6 +15,10 @@
 
 int main(int argc, char** argv) {
   using alloy::cli::ExitCode;
+  // Past a file size limit (ulimit -f) the kernel sends SIGXFSZ, whose default
+  // action kills the process with the temporary output in place; ignored, the
+  // write fails with EFBIG, which is reported (exit 3) and cleaned up.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{
       "alloy: merge, upscale, upcycle, convert, compare and inspect large language model\n"
       "checkpoints and LoRA adapters.\n"

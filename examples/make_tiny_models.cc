@@ -31,6 +31,7 @@ void ApplyOverrides(const ex::TinyModelSpec& o, ex::TinyModelSpec& spec) {
   take(spec.intermediate_size, o.intermediate_size);
   take(spec.vocab_size, o.vocab_size);
   take(spec.max_position_embeddings, o.max_position_embeddings);
+  take(spec.base_std, o.base_std);
   if (o.finetune_scale >= 0.0) spec.finetune_scale = o.finetune_scale;
 }
 
@@ -66,6 +67,7 @@ int main(int argc, char** argv) {
                       .intermediate_size = 0,
                       .vocab_size = 0,
                       .max_position_embeddings = 0,
+                      .base_std = 0.0,
                       .finetune_scale = -1.0};
   app.add_option("out_dir", out_dir, "Output directory")->required();
   app.add_option("--family", family_name, "llama, mistral, qwen2, gemma or all")
@@ -92,6 +94,8 @@ int main(int argc, char** argv) {
   app.add_option("--vocab", o.vocab_size, "Override vocab_size");
   app.add_option("--max-positions", o.max_position_embeddings, "Override max_position_embeddings");
   app.add_option("--ft-scale", o.finetune_scale, "Std of the fine-tune deltas (default 0.002)");
+  app.add_option("--base-std", o.base_std,
+                 "Std of the base weights (default 0.02; larger values give peaked outputs)");
   app.add_flag("--tied", tied, "Tie lm_head to embed_tokens (gemma always is)");
   app.add_flag("--untied", untied, "Write lm_head.weight (ignored for gemma)")->excludes("--tied");
   int lora_rank = 0;

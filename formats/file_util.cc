@@ -18,6 +18,7 @@ Status ErrnoStatus(std::string_view what, const std::string& path, int err) {
   msg += path;
   msg += ": ";
   msg += std::strerror(err);
+  if (err == EFBIG) msg += " (a file size limit was reached; see ulimit -f)";
   if (err == ENOENT) return Status::NotFound(std::move(msg));
   return Status::IoError(std::move(msg));
 }

@@ -75,8 +75,11 @@ std::string ShapeOf(const TensorInfo* t) { return ShapeString(t->shape); }
 
 }  // namespace
 
-Result<std::unique_ptr<LoraAdapter>> LoraAdapter::Open(const std::string& dir, FileAccess access) {
+Result<std::unique_ptr<LoraAdapter>> LoraAdapter::Open(const std::string& dir, FileAccess access,
+                                                       SymlinkPolicy symlinks) {
   const std::string config_path = dir + "/adapter_config.json";
+  ALLOY_RETURN_IF_ERROR(CheckFilesInsideDirectory(
+      dir, {"adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"}, symlinks));
   if (!IsRegularFile(config_path)) {
     return Status::NotFound(dir + ": no adapter_config.json; a PEFT LoRA adapter directory holds "
                                   "adapter_config.json and adapter_model.safetensors");

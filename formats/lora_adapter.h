@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "formats/byte_source.h"
+#include "formats/path_guard.h"
 #include "formats/status.h"
 #include "formats/tensor_source.h"
 
@@ -49,9 +50,12 @@ struct LoraDelta {
 class LoraAdapter {
  public:
   // Opens the adapter in directory `dir`. kNotFound when it has no
-  // adapter_config.json (the message says what a PEFT adapter holds).
-  static Result<std::unique_ptr<LoraAdapter>> Open(const std::string& dir,
-                                                   FileAccess access = FileAccess::kPread);
+  // adapter_config.json (the message says what a PEFT adapter holds);
+  // kInvalidArgument when one of its files is a symlink leading outside `dir`
+  // and `symlinks` is not kFollow (path_guard.h).
+  static Result<std::unique_ptr<LoraAdapter>> Open(
+      const std::string& dir, FileAccess access = FileAccess::kPread,
+      SymlinkPolicy symlinks = SymlinkPolicy::kStayInside);
 
   const std::string& directory() const { return directory_; }
   // adapter_model.safetensors.

@@ -9,8 +9,10 @@
 #include <filesystem>
 
 #include "formats/file_util.h"
+#include "formats/gguf.h"
 #include "formats/safetensors_reader.h"
 #include "formats/sharded_source.h"
+#include "formats/torch_reader.h"
 
 namespace alloy::formats {
 namespace {
@@ -42,6 +44,7 @@ Result<FileKind> SniffFile(const std::string& path) {
   if (n >= 4 && std::memcmp(head.data(), "PK\x03\x04", 4) == 0) return FileKind::kZip;
   if (n >= 4 && std::memcmp(head.data(), "GGUF", 4) == 0) return FileKind::kGguf;
   if (n >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5) return FileKind::kPickle;
+  if (n >= 8 && std::memcmp(head.data(), "PYTORCH1", 8) == 0) return FileKind::kPickle;
   size_t pos = 0;
   while (pos < n && IsJsonSpace(head[pos])) ++pos;
   if (pos < n && (head[pos] == '{' || head[pos] == '[')) return FileKind::kJson;
@@ -55,11 +58,12 @@ Result<std::unique_ptr<TensorSource>> OpenCheckpointFile(const std::string& path
   switch (kind) {
     case FileKind::kZip:
     case FileKind::kPickle:
-      return Status::Unsupported(path +
-                                 ": PyTorch checkpoints are not supported yet (convert it to "
-                                 "safetensors first)");
-    case FileKind::kGguf:
-      return Status::Unsupported(path + ": GGUF is not supported yet");
+      // torch.save zip; a bare pickle is refused there as the legacy format.
+      return OpenTorchFile(path, access);
+    case FileKind::kGguf: {
+      ALLOY_ASSIGN_OR_RETURN(std::unique_ptr<GgufSource> gguf, GgufSource::OpenFile(path, access));
+      return std::unique_ptr<TensorSource>(std::move(gguf));
+    }
     case FileKind::kJson:
       return Status::InvalidArgument(path +
                                      ": this is a JSON file, not a checkpoint; pass the model "
@@ -78,19 +82,29 @@ constexpr std::array<std::string_view, 5> kLookedFor = {
     "pytorch_model.bin", "adapter_config.json"};
 
 Result<std::unique_ptr<TensorSource>> OpenModelDirectory(const std::string& dir, FileAccess access,
-                                                         std::vector<std::string>* warnings) {
+                                                         std::vector<std::string>* warnings,
+                                                         SymlinkPolicy symlinks) {
+  // Each file is checked before it is read: a link out of the directory is
+  // refused rather than skipped, so the next candidate is never tried in its
+  // place.
   const std::string index = dir + "/model.safetensors.index.json";
-  if (IsRegularFile(index)) return OpenShardedSafetensors(index, access, warnings);
+  ALLOY_RETURN_IF_ERROR(CheckInsideDirectory(dir, index, symlinks));
+  if (IsRegularFile(index)) {
+    return OpenShardedIndex(index, ShardFormat::kSafetensors, access, warnings, symlinks);
+  }
   const std::string single = dir + "/model.safetensors";
+  ALLOY_RETURN_IF_ERROR(CheckInsideDirectory(dir, single, symlinks));
   if (IsRegularFile(single)) return OpenCheckpointFile(single, access);
 
-  for (std::string_view name : {"pytorch_model.bin.index.json", "pytorch_model.bin"}) {
-    if (IsRegularFile(dir + "/" + std::string(name))) {
-      return Status::Unsupported(dir + ": found " + std::string(name) +
-                                 "; PyTorch checkpoints are not supported yet (convert the model "
-                                 "to safetensors first)");
-    }
+  // PyTorch only when there is no safetensors (transformers' order, §2.4).
+  const std::string bin_index = dir + "/pytorch_model.bin.index.json";
+  ALLOY_RETURN_IF_ERROR(CheckInsideDirectory(dir, bin_index, symlinks));
+  if (IsRegularFile(bin_index)) {
+    return OpenShardedIndex(bin_index, ShardFormat::kTorch, access, warnings, symlinks);
   }
+  const std::string bin = dir + "/pytorch_model.bin";
+  ALLOY_RETURN_IF_ERROR(CheckInsideDirectory(dir, bin, symlinks));
+  if (IsRegularFile(bin)) return OpenCheckpointFile(bin, access);
   if (IsRegularFile(dir + "/adapter_config.json")) {
     return Status::Unsupported(dir +
                                ": found adapter_config.json; PEFT adapters are not supported yet "
@@ -146,7 +160,8 @@ const std::vector<std::string>& CompanionFileNames() {
 }
 
 Result<std::unique_ptr<TensorSource>> OpenModel(const std::string& path, FileAccess access,
-                                                std::vector<std::string>* warnings) {
+                                                std::vector<std::string>* warnings,
+                                                SymlinkPolicy symlinks) {
   if (path.empty()) return Status::InvalidArgument("empty model path");
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
@@ -155,7 +170,7 @@ Result<std::unique_ptr<TensorSource>> OpenModel(const std::string& path, FileAcc
   if (S_ISDIR(st.st_mode)) {
     std::string dir = path;
     while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-    return OpenModelDirectory(dir, access, warnings);
+    return OpenModelDirectory(dir, access, warnings, symlinks);
   }
   if (S_ISREG(st.st_mode)) return OpenCheckpointFile(path, access);
   return Status::InvalidArgument(path + ": not a regular file or directory");

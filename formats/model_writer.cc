@@ -15,6 +15,7 @@
 
 #include "formats/file_util.h"
 #include "formats/safetensors_writer.h"
+#include "formats/temp_files.h"
 
 namespace alloy::formats {
 namespace {
@@ -348,7 +349,7 @@ Status ModelDirWriterImpl::InstallOutput() {
   }
   // Move the old directory aside first so there is never a moment where a
   // half-deleted output sits under the final name.
-  const std::string old_dir = out_dir_ + ".alloy-old-" + std::to_string(::getpid());
+  const std::string old_dir = OldDirName(out_dir_, ::getpid());
   std::error_code ec;
   fs::remove_all(old_dir, ec);
   if (::rename(out_dir_.c_str(), old_dir.c_str()) != 0) {
@@ -408,6 +409,10 @@ Result<std::unique_ptr<ModelDirWriter>> ModelDirWriter::Create(std::string out_d
     return Status::InvalidArgument("maximum shard size must be positive");
   }
   out_dir = StripTrailingSlashes(std::move(out_dir));
+  // Temporaries of killed runs go first; an old output that a killed
+  // --overwrite had moved aside comes back under its name, so the check below
+  // sees it.
+  (void)RemoveStaleTemporaries(out_dir);
   std::error_code ec;
   const fs::file_status st = fs::status(out_dir, ec);
   if (fs::exists(st)) {
@@ -433,9 +438,9 @@ Result<std::unique_ptr<ModelDirWriter>> ModelDirWriter::Create(std::string out_d
   fs::create_directories(parent, ec);
   if (ec) return Status::IoError("cannot create " + parent + ": " + ec.message());
 
-  // Stale partial directories from other runs are left alone; a collision
-  // with our own pid (another writer in this process) gets a counter.
-  const std::string base = out_dir + ".alloy-partial-" + std::to_string(::getpid());
+  // Partial directories of live runs are left alone; a collision with our
+  // own pid (another writer in this process) gets a counter.
+  const std::string base = PartialDirName(out_dir, ::getpid());
   std::string tmp_dir = base;
   for (int attempt = 1;; ++attempt) {
     if (::mkdir(tmp_dir.c_str(), 0755) == 0) break;

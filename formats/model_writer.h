@@ -6,7 +6,8 @@
 // the limit gets a shard of its own). Everything is written into a temporary
 // sibling directory `<out>.alloy-partial-<pid>`; Finish() renames it to
 // `<out>`, so a failed or interrupted run never leaves a directory that looks
-// complete.
+// complete. Create() first removes the temporaries of `<out>` that processes
+// which are gone left behind (formats/temp_files.h).
 //
 // Thread safety: as TensorSink; AddFile/CopyFile must not race with Finish.
 #pragma once

@@ -31,24 +31,8 @@ struct RawEntry {
 
 std::string TypeName(const json& v) { return v.type_name(); }
 
-// "'name'" for messages: the decoded UTF-8 name (validated), with control
-// characters shown as \xNN so a name cannot break a terminal line.
-std::string Quoted(const std::string& name) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "'";
-  for (char c : name) {
-    auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) {
-      out += "\\x";
-      out += kHex[u >> 4];
-      out += kHex[u & 15];
-    } else {
-      out += c;
-    }
-  }
-  out += "'";
-  return out;
-}
+// "'name'" for messages (validated UTF-8; control characters as \xNN).
+std::string Quoted(const std::string& name) { return QuotedText(name, name.size()); }
 
 // A non-negative JSON integer. nlohmann stores non-negative literals as
 // unsigned and negative ones as signed; floats (2.0, 1e3) are refused.
@@ -200,6 +184,11 @@ class HeaderParser {
     if (!shape.is_array()) {
       return Corrupt("invalid shape for " + tensor + ": expected an array of non-negative "
                      "integers, got " + TypeName(shape));
+    }
+    if (shape.size() > kMaxSafetensorsDims) {
+      return Corrupt("invalid shape for " + tensor + ": " + std::to_string(shape.size()) +
+                     " dimensions, more than the limit of " +
+                     std::to_string(kMaxSafetensorsDims));
     }
     entry->shape.reserve(shape.size());
     for (size_t dim_idx = 0; dim_idx < shape.size(); ++dim_idx) {

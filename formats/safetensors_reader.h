@@ -23,6 +23,9 @@
 namespace alloy::formats {
 
 inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;
+// Dimensions per tensor (numpy's NPY_MAXDIMS; the reference has no cap, but a
+// header of a million 1s must not become a million-entry shape).
+inline constexpr size_t kMaxSafetensorsDims = 64;
 
 struct SafetensorsHeader {
   // In data order (sorted by offset). file_offset is absolute in the file.

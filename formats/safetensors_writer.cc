@@ -1,16 +1,12 @@
 #include "formats/safetensors_writer.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
-#include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <numeric>
 
 #include "formats/file_util.h"
+#include "formats/planned_file.h"
 #include "formats/safetensors_reader.h"
 
 namespace alloy::formats {
@@ -164,159 +160,36 @@ Result<SafetensorsLayout> PlanSafetensorsLayout(
 
 namespace {
 
-std::atomic<uint64_t> g_temp_counter{0};
-
 class SafetensorsWriter final : public TensorSink {
  public:
   SafetensorsWriter(std::string path, SafetensorsWriterOptions options)
-      : path_(std::move(path)), options_(options) {}
+      : file_(std::move(path), options.fsync) {}
   ~SafetensorsWriter() override { Abort(); }
 
   Status Begin(const std::vector<TensorInfo>& tensors,
                const std::map<std::string, std::string>& metadata) override;
-  Status WriteAt(size_t index, uint64_t offset, std::span<const uint8_t> bytes) override;
-  Status Finish() override;
-  void Abort() override;
+  Status WriteAt(size_t index, uint64_t offset, std::span<const uint8_t> bytes) override {
+    return file_.WriteAt(index, offset, bytes);
+  }
+  Status Finish() override { return file_.Finish(); }
+  void Abort() override { file_.Abort(); }
 
  private:
-  enum class State : uint8_t { kNew, kBegun, kFinished };
-
-  std::string path_;
-  SafetensorsWriterOptions options_;
-  State state_ = State::kNew;
-  std::string tmp_path_;
-  int fd_ = -1;
-  std::vector<TensorInfo> tensors_;
-  std::vector<uint64_t> file_offsets_;  // absolute, per tensor (Begin order)
-  // Bytes written per tensor. Counts may exceed nbytes when ranges are
-  // rewritten; Finish() only refuses counts below nbytes.
-  std::unique_ptr<std::atomic<uint64_t>[]> written_;
+  PlannedFile file_;
 };
 
 Status SafetensorsWriter::Begin(const std::vector<TensorInfo>& tensors,
                                 const std::map<std::string, std::string>& metadata) {
-  if (state_ != State::kNew) {
-    return Status::InvalidArgument(path_ + ": Begin() called twice");
-  }
+  if (file_.created()) return Status::InvalidArgument(file_.path() + ": Begin() called twice");
   Result<SafetensorsLayout> planned = PlanSafetensorsLayout(tensors, metadata);
-  if (!planned.ok()) return planned.status().WithContext(path_);
-  SafetensorsLayout layout = std::move(planned).value();
-
-  // Same directory as the target, so the final rename never crosses
-  // filesystems; pid + counter keep concurrent writers apart.
-  tmp_path_ = path_ + ".tmp-" + std::to_string(::getpid()) + "-" +
-              std::to_string(g_temp_counter.fetch_add(1));
-  fd_ = ::open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd_ < 0) {
-    const int err = errno;
-    tmp_path_.clear();
-    return Status::IoError("cannot create temporary file for " + path_ + ": " + std::strerror(err));
-  }
-  Status st =
-      PwriteFull(fd_, tmp_path_, 0,
-                 std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(layout.header.data()),
-                                          layout.header.size()));
-  if (st.ok() && ::ftruncate(fd_, static_cast<off_t>(layout.file_size)) != 0) {
-    st = ErrnoStatus("cannot resize", tmp_path_, errno);
-  }
-  // Reserve the blocks now so a full disk fails here, not hours into a merge.
-  // Filesystems without fallocate (EOPNOTSUPP) just skip the reservation.
-  if (st.ok() && layout.file_size > layout.header.size()) {
-    const off_t start = static_cast<off_t>(layout.header.size());
-    const off_t len = static_cast<off_t>(layout.file_size - layout.header.size());
-    if (::fallocate(fd_, 0, start, len) != 0 && errno == ENOSPC) {
-      st = Status::IoError("not enough disk space for " + path_ + " (" +
-                           std::to_string(layout.file_size) + " bytes)");
-    }
-  }
-  if (!st.ok()) {
-    Abort();
-    return st;
-  }
-
-  tensors_ = tensors;
-  file_offsets_.resize(tensors.size());
+  if (!planned.ok()) return planned.status().WithContext(file_.path());
+  const SafetensorsLayout& layout = *planned;
+  std::vector<PlannedFile::Region> regions(tensors.size());
   for (size_t i = 0; i < tensors.size(); ++i) {
-    file_offsets_[i] = layout.header.size() + layout.data_offsets[i];
+    regions[i] = {TensorLabel(tensors[i].name), layout.header.size() + layout.data_offsets[i],
+                  tensors[i].nbytes};
   }
-  written_ = std::make_unique<std::atomic<uint64_t>[]>(tensors.size());
-  state_ = State::kBegun;
-  return Status::OK();
-}
-
-Status SafetensorsWriter::WriteAt(size_t index, uint64_t offset, std::span<const uint8_t> bytes) {
-  if (state_ != State::kBegun || fd_ < 0) {
-    return Status::InvalidArgument(path_ + ": WriteAt() outside Begin()..Finish()");
-  }
-  if (index >= tensors_.size()) {
-    return Status::InvalidArgument(path_ + ": tensor index " + std::to_string(index) +
-                                   " out of range (" + std::to_string(tensors_.size()) +
-                                   " tensors)");
-  }
-  const TensorInfo& t = tensors_[index];
-  uint64_t end = 0;
-  if (!CheckedAdd(offset, bytes.size(), &end) || end > t.nbytes) {
-    return Status::InvalidArgument(path_ + ": " + TensorLabel(t.name) + ": write [" +
-                                   std::to_string(offset) + ", +" + std::to_string(bytes.size()) +
-                                   ") is outside the tensor's " + std::to_string(t.nbytes) +
-                                   " bytes");
-  }
-  if (bytes.empty()) return Status::OK();
-  ALLOY_RETURN_IF_ERROR(PwriteFull(fd_, tmp_path_, file_offsets_[index] + offset, bytes));
-  written_[index].fetch_add(bytes.size(), std::memory_order_relaxed);
-  return Status::OK();
-}
-
-Status SafetensorsWriter::Finish() {
-  if (state_ == State::kFinished) {
-    return Status::InvalidArgument(path_ + ": Finish() called twice");
-  }
-  if (state_ != State::kBegun) return Status::InvalidArgument(path_ + ": Finish() before Begin()");
-  for (size_t i = 0; i < tensors_.size(); ++i) {
-    const uint64_t got = written_[i].load(std::memory_order_relaxed);
-    if (got < tensors_[i].nbytes) {
-      return Status::InvalidArgument(path_ + ": " + TensorLabel(tensors_[i].name) + ": only " +
-                                     std::to_string(got) + " of " +
-                                     std::to_string(tensors_[i].nbytes) + " bytes were written");
-    }
-  }
-  Status st;
-  if (options_.fsync && ::fsync(fd_) != 0) st = ErrnoStatus("cannot fsync", tmp_path_, errno);
-  // close() can report delayed write errors (NFS), so check it.
-  if (::close(fd_) != 0 && st.ok()) st = ErrnoStatus("cannot close", tmp_path_, errno);
-  fd_ = -1;
-  if (st.ok() && ::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
-    const int err = errno;
-    st = Status::IoError("cannot rename " + tmp_path_ + " to " + path_ + ": " + std::strerror(err) +
-                         " (some filesystems, e.g. FUSE or object-store mounts, do not support "
-                         "rename; alloy never falls back to writing in place; write to a local "
-                         "disk and copy)");
-  }
-  if (!st.ok()) {
-    Abort();
-    return st;
-  }
-  tmp_path_.clear();
-  state_ = State::kFinished;
-  if (options_.fsync) ALLOY_RETURN_IF_ERROR(FsyncPath(ParentDirectory(path_)));
-  return Status::OK();
-}
-
-void SafetensorsWriter::Abort() {
-  if (state_ == State::kFinished) return;
-  if (fd_ >= 0) {
-    ::close(fd_);
-    fd_ = -1;
-  }
-  if (!tmp_path_.empty()) {
-    ::unlink(tmp_path_.c_str());
-    tmp_path_.clear();
-  }
-  tensors_.clear();
-  file_offsets_.clear();
-  written_.reset();
-  // A fresh Begin() after Abort() is allowed.
-  state_ = State::kNew;
+  return file_.Create(layout.header, layout.file_size, std::move(regions));
 }
 
 }  // namespace

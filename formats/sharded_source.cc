@@ -8,6 +8,7 @@
 #include "formats/file_util.h"
 #include "formats/json_strict.h"
 #include "formats/safetensors_reader.h"
+#include "formats/torch_reader.h"
 
 namespace alloy::formats {
 namespace {
@@ -26,7 +27,7 @@ std::string Quote(std::string_view s) {
 // escape on Linux either); a backslash is refused outright because it means
 // a different file on each OS.
 Status ValidateShardName(const std::string& index_path, const std::string& tensor,
-                         const std::string& shard) {
+                         const std::string& shard, ShardFormat format) {
   auto bad = [&](std::string_view why) {
     return Status::Corrupt(index_path + ": invalid shard path " + Quote(shard) + " for tensor " +
                            Quote(tensor) + ": " + std::string(why));
@@ -49,12 +50,14 @@ Status ValidateShardName(const std::string& index_path, const std::string& tenso
     if (slash == std::string::npos) break;
     start = slash + 1;
   }
-  constexpr std::string_view kExt = ".safetensors";
-  if (shard.size() <= kExt.size() ||
-      shard.compare(shard.size() - kExt.size(), kExt.size(), kExt) != 0) {
+  const bool torch = format == ShardFormat::kTorch;
+  const std::string_view ext = torch ? ".bin" : ".safetensors";
+  if (shard.size() <= ext.size() ||
+      shard.compare(shard.size() - ext.size(), ext.size(), ext) != 0) {
     return Status::Corrupt(index_path + ": extension mismatch: shard " + Quote(shard) +
-                           " for tensor " + Quote(tensor) +
-                           " is not a .safetensors file, but the index is a safetensors index");
+                           " for tensor " + Quote(tensor) + " is not a " + std::string(ext) +
+                           " file, but the index is a " +
+                           (torch ? "pytorch_model.bin" : "safetensors") + " index");
   }
   return Status::OK();
 }
@@ -126,7 +129,15 @@ class ShardedSource final : public TensorSource {
 
 Result<std::unique_ptr<TensorSource>> OpenShardedSafetensors(const std::string& index_path,
                                                              FileAccess access,
-                                                             std::vector<std::string>* warnings) {
+                                                             std::vector<std::string>* warnings,
+                                                             SymlinkPolicy symlinks) {
+  return OpenShardedIndex(index_path, ShardFormat::kSafetensors, access, warnings, symlinks);
+}
+
+Result<std::unique_ptr<TensorSource>> OpenShardedIndex(const std::string& index_path,
+                                                       ShardFormat format, FileAccess access,
+                                                       std::vector<std::string>* warnings,
+                                                       SymlinkPolicy symlinks) {
   const std::string dir = ParentDirectory(index_path);
   ALLOY_ASSIGN_OR_RETURN(std::string text, ReadSmallFile(index_path));
   Result<nlohmann::json> parsed = ParseStrictJson(text, index_path);
@@ -149,7 +160,7 @@ Result<std::unique_ptr<TensorSource>> OpenShardedSafetensors(const std::string& 
                      value.type_name());
     }
     const std::string shard = value.get<std::string>();
-    ALLOY_RETURN_IF_ERROR(ValidateShardName(index_path, tensor, shard));
+    ALLOY_RETURN_IF_ERROR(ValidateShardName(index_path, tensor, shard, format));
     weight_map.emplace(tensor, shard);
     shard_index.emplace(shard, 0);
   }
@@ -163,11 +174,14 @@ Result<std::unique_ptr<TensorSource>> OpenShardedSafetensors(const std::string& 
   std::vector<std::string> files;
   for (const std::string& shard : shard_names) {
     const std::string path = dir + "/" + shard;
+    ALLOY_RETURN_IF_ERROR(CheckInsideDirectory(dir, path, symlinks));
     if (!IsRegularFile(path)) {
       return Status::Corrupt(index_path + ": missing shard " + Quote(shard) + " (expected at " +
                              path + "; incomplete download?)");
     }
-    ALLOY_ASSIGN_OR_RETURN(std::unique_ptr<TensorSource> src, OpenSafetensorsFile(path, access));
+    ALLOY_ASSIGN_OR_RETURN(std::unique_ptr<TensorSource> src,
+                           format == ShardFormat::kTorch ? OpenTorchFile(path, access)
+                                                         : OpenSafetensorsFile(path, access));
     shards.push_back(std::move(src));
     files.push_back(path);
   }

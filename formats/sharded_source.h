@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "formats/byte_source.h"
+#include "formats/path_guard.h"
 #include "formats/status.h"
 #include "formats/tensor_source.h"
 
@@ -24,8 +25,22 @@ namespace alloy::formats {
 // "tensor defined in multiple shards"; or as OpenSafetensorsFile for a shard.
 // Tensors present in a shard but absent from weight_map are appended to
 // `warnings` (when non-null) and ignored. metadata.total_size is not checked.
-Result<std::unique_ptr<TensorSource>> OpenShardedSafetensors(const std::string& index_path,
-                                                             FileAccess access,
-                                                             std::vector<std::string>* warnings);
+// A shard that resolves (through symlinks) outside the index's directory is
+// refused with kInvalidArgument unless `symlinks` is kFollow (path_guard.h).
+Result<std::unique_ptr<TensorSource>> OpenShardedSafetensors(
+    const std::string& index_path, FileAccess access, std::vector<std::string>* warnings,
+    SymlinkPolicy symlinks = SymlinkPolicy::kStayInside);
+
+// The shard format an index names: model.safetensors.index.json lists
+// .safetensors shards, pytorch_model.bin.index.json (same schema) .bin shards.
+enum class ShardFormat : uint8_t { kSafetensors, kTorch };
+
+// OpenShardedSafetensors for either index type: the same validation, with the
+// shard extension checked against `format` (".bin" for kTorch) and each shard
+// opened by OpenSafetensorsFile or OpenTorchFile (torch_reader.h); for torch
+// shards, tensors are listed in each shard's state-dict order.
+Result<std::unique_ptr<TensorSource>> OpenShardedIndex(
+    const std::string& index_path, ShardFormat format, FileAccess access,
+    std::vector<std::string>* warnings, SymlinkPolicy symlinks = SymlinkPolicy::kStayInside);
 
 }  // namespace alloy::formats

@@ -50,6 +50,30 @@ Status Status::WithContext(std::string_view prefix) const {
   return Status(rep_->code, std::move(msg));
 }
 
+std::string PrintableText(std::string_view s, size_t max_bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (char c : s.substr(0, max_bytes)) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    } else {
+      out += c;
+    }
+  }
+  if (s.size() > max_bytes) out += "...";
+  return out;
+}
+
+std::string QuotedText(std::string_view s, size_t max_bytes) {
+  std::string out = "'";
+  out += PrintableText(s, max_bytes);
+  out += '\'';
+  return out;
+}
+
 void CheckFailed(const char* file, int line, const char* cond) {
   std::fprintf(stderr, "alloy: internal error: check failed at %s:%d: %s\n", file, line, cond);
   std::abort();

@@ -121,4 +121,11 @@ class [[nodiscard]] Result {
 
 namespace alloy::formats {
 [[noreturn]] void CheckFailed(const char* file, int line, const char* cond);
+
+// An untrusted name (tensor, key, zip entry, global) as it may appear in a
+// message: control bytes shown as \xNN so it cannot break a terminal line,
+// cut to `max_bytes` with "..." after.
+std::string PrintableText(std::string_view s, size_t max_bytes = 200);
+// PrintableText between single quotes: 'name'.
+std::string QuotedText(std::string_view s, size_t max_bytes = 200);
 }  // namespace alloy::formats

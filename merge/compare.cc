@@ -15,6 +15,7 @@
 #include "kernels/reduce.h"
 #include "kernels/sketch.h"
 #include "merge/codec.h"
+#include "merge/gguf_model.h"
 #include "merge/model_info.h"
 #include "merge/scratch.h"
 
@@ -504,7 +505,8 @@ formats::Result<CompareReport> CompareModels(const CompareOptions& options) {
   for (const std::string& ref : refs) {
     ALLOY_ASSIGN_OR_RETURN(std::string path, formats::ResolveModelReference(ref));
     ALLOY_ASSIGN_OR_RETURN(std::unique_ptr<TensorSource> src,
-                           formats::OpenModel(path, formats::FileAccess::kPread, &report.warnings));
+                           OpenCheckpoint(path, formats::FileAccess::kPread, &report.warnings,
+                                          options.symlinks));
     sources.push_back(std::move(src));
   }
   kernels::SetThreads(options.threads);

@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "formats/dtype.h"
+#include "formats/path_guard.h"
 #include "formats/status.h"
 
 namespace alloy::merge {
@@ -163,6 +164,8 @@ struct CompareOptions {
   size_t wave_chunks = 256;
   CompareProgressFn progress;
   const std::atomic<bool>* cancel = nullptr;  // stops with kIoError "interrupted"
+  // Whether a model directory's weight files may be symlinks leading outside it.
+  formats::SymlinkPolicy symlinks = formats::SymlinkPolicy::kStayInside;
 };
 
 // Opens every model (formats::ResolveModelReference + OpenModel) and compares

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include "formats/file_util.h"
@@ -10,8 +11,10 @@
 #include "formats/model_dir.h"
 #include "formats/model_ref.h"
 #include "formats/model_writer.h"
+#include "formats/output_overlap.h"
 #include "kernels/parallel.h"
 #include "merge/codec.h"
+#include "merge/gguf_model.h"
 #include "merge/scratch.h"
 
 namespace alloy::merge {
@@ -41,7 +44,9 @@ void Accumulate(const kernels::EncodeStats& s, kernels::EncodeStats* into) {
 }
 
 DType TargetDType(const TensorInfo& info, const ConvertOptions& options) {
-  if (formats::IsConvertibleFloat(info.dtype) && CanDecode(info.dtype)) return options.dtype;
+  if (formats::IsConvertibleFloat(info.dtype) && CanDecode(info.dtype)) {
+    return options.dtype_for ? options.dtype_for(info) : options.dtype;
+  }
   return info.dtype;
 }
 
@@ -183,23 +188,117 @@ formats::Result<ConvertReport> ConvertTensors(formats::TensorSource& src, format
   return report;
 }
 
+namespace {
+
+bool EndsWithGguf(const std::string& path) {
+  return path.size() > 5 && path.compare(path.size() - 5, 5, ".gguf") == 0;
+}
+
+std::string StemOf(const std::string& path) {
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  const size_t slash = p.rfind('/');
+  std::string base = slash == std::string::npos ? p : p.substr(slash + 1);
+  if (EndsWithGguf(base)) base.resize(base.size() - 5);
+  return base;
+}
+
+// `src` (HF, or GGUF to re-type) into the GGUF file `out_path`.
+formats::Result<ConvertReport> ConvertToGguf(std::unique_ptr<formats::TensorSource> src,
+                                             const std::string& in_dir,
+                                             const std::string& out_path,
+                                             const ConvertModelOptions& options,
+                                             std::vector<std::string>* warnings) {
+  std::error_code ec;
+  if (std::filesystem::exists(out_path, ec) && !options.overwrite) {
+    return Status::InvalidArgument(out_path + " already exists (pass --overwrite to replace it)");
+  }
+  std::vector<formats::GgufKv> kvs;
+  if (const formats::GgufHeader* h = GgufHeaderOf(*src)) {
+    for (const formats::GgufKv& kv : h->kvs) {
+      // Split keys describe the donor's files, and the layout alloy writes
+      // (default alignment) replaces the donor's.
+      if (kv.key.rfind("split.", 0) != 0 && kv.key != "general.alignment") kvs.push_back(kv);
+    }
+  } else {
+    const std::string config_path = in_dir + "/config.json";
+    if (!formats::IsRegularFile(config_path)) {
+      return Status::InvalidArgument(in_dir + " has no config.json; converting to GGUF needs the "
+                                              "model's configuration");
+    }
+    ALLOY_ASSIGN_OR_RETURN(std::string raw, formats::ReadSmallFile(config_path));
+    ALLOY_ASSIGN_OR_RETURN(nlohmann::json config, formats::ParseStrictJson(raw, config_path));
+    ALLOY_ASSIGN_OR_RETURN(kvs, GgufMetadataForHf(config, in_dir, StemOf(out_path), warnings));
+    ALLOY_ASSIGN_OR_RETURN(src, HfAsGguf(std::move(src), config));
+  }
+  const formats::GgmlType type = options.gguf_type.value_or(
+      formats::GgmlTypeOfDType(options.convert.dtype).value_or(formats::GgmlType::kF32));
+  const bool quant = !formats::GgmlPlainDType(static_cast<uint32_t>(type));
+  ConvertOptions convert = options.convert;
+  convert.dtype = quant ? DType::kF32 : *formats::GgmlPlainDType(static_cast<uint32_t>(type));
+  const DType matrix_dtype = convert.dtype;
+  convert.dtype_for = [matrix_dtype](const TensorInfo& t) {
+    return t.shape.size() >= 2 ? matrix_dtype : DType::kF32;
+  };
+  GgufSinkOptions sink_options;
+  sink_options.kvs = std::move(kvs);
+  sink_options.fsync = options.fsync;
+  sink_options.type_for = [type, quant](const TensorInfo& t) {
+    if (quant && t.dtype == DType::kF32 && t.shape.size() >= 2 && t.shape.back() % 32 == 0) {
+      return type;
+    }
+    return formats::GgmlTypeOfDType(t.dtype).value_or(formats::GgmlType::kF32);
+  };
+  std::unique_ptr<formats::TensorSink> sink = MakeGgufSink(out_path, std::move(sink_options));
+  ALLOY_ASSIGN_OR_RETURN(ConvertReport report, ConvertTensors(*src, *sink, convert));
+  ALLOY_RETURN_IF_ERROR(sink->Finish());
+  return report;
+}
+
+}  // namespace
+
 formats::Result<ConvertReport> ConvertModel(const std::string& in_ref, const std::string& out_dir,
                                    const ConvertModelOptions& options,
                                    std::vector<std::string>* warnings) {
   ALLOY_ASSIGN_OR_RETURN(std::string in_path, formats::ResolveModelReference(in_ref));
+  ALLOY_RETURN_IF_ERROR(formats::CheckOutputOutsideInputs(
+      out_dir, {in_path.ends_with(".index.json") ? formats::ModelDirectoryOf(in_path) : in_path}));
   ALLOY_ASSIGN_OR_RETURN(std::unique_ptr<formats::TensorSource> src,
-                         formats::OpenModel(in_path, formats::FileAccess::kPread, warnings));
+                         OpenCheckpoint(in_path, formats::FileAccess::kPread, warnings,
+                                        options.symlinks));
   const std::string in_dir = formats::ModelDirectoryOf(in_path);
+  // config.json and the tokenizer files are read, and the companions copied,
+  // from the input's directory (not for a GGUF input, which carries its own).
+  if (GgufHeaderOf(*src) == nullptr) {
+    ALLOY_RETURN_IF_ERROR(formats::CheckFilesInsideDirectory(in_dir, formats::CompanionFileNames(),
+                                                             options.symlinks));
+  }
+  if (EndsWithGguf(out_dir)) return ConvertToGguf(std::move(src), in_dir, out_dir, options, warnings);
+  if (options.gguf_type && formats::GgmlPlainDType(static_cast<uint32_t>(*options.gguf_type)) ==
+                               std::nullopt) {
+    return Status::InvalidArgument("quantized types (q8_0, q4_0) are written only to GGUF: give an "
+                                   "output path ending in .gguf");
+  }
 
   // Read config.json before writing anything, so a malformed one fails early.
   std::string config_text;
   const std::string config_path = in_dir + "/config.json";
-  if (formats::IsRegularFile(config_path)) {
+  if (const formats::GgufHeader* h = GgufHeaderOf(*src)) {
+    nlohmann::json config = ConfigFromGguf(*h, *src);
+    SetConfigDType(config, formats::DTypeTorchName(options.convert.dtype));
+    config_text = config.dump(2) + "\n";
+    ALLOY_ASSIGN_OR_RETURN(src, GgufAsHf(std::move(src)));
+    if (warnings) {
+      warnings->push_back("the GGUF vocabulary is not converted: copy tokenizer.json and "
+                          "tokenizer_config.json from the original model into " + out_dir);
+    }
+  } else if (formats::IsRegularFile(config_path)) {
     ALLOY_ASSIGN_OR_RETURN(std::string raw, formats::ReadSmallFile(config_path));
     ALLOY_ASSIGN_OR_RETURN(nlohmann::json config, formats::ParseStrictJson(raw, config_path));
     SetConfigDType(config, formats::DTypeTorchName(options.convert.dtype));
     config_text = config.dump(2) + "\n";
   }
+  const bool copy_companions = GgufHeaderOf(*src) == nullptr;
 
   formats::ModelWriterOptions writer_options;
   if (options.max_shard_bytes) writer_options.max_shard_bytes = options.max_shard_bytes;
@@ -210,7 +309,7 @@ formats::Result<ConvertReport> ConvertModel(const std::string& in_ref, const std
 
   ALLOY_ASSIGN_OR_RETURN(ConvertReport report, ConvertTensors(*src, *sink, options.convert));
   for (const std::string& name : formats::ListCompanionFiles(in_dir)) {
-    if (name == "config.json") continue;
+    if (name == "config.json" || !copy_companions) continue;
     ALLOY_RETURN_IF_ERROR(sink->CopyFile(in_dir + "/" + name, name));
   }
   if (!config_text.empty()) ALLOY_RETURN_IF_ERROR(sink->AddFile("config.json", config_text));

@@ -13,11 +13,14 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "formats/dtype.h"
+#include "formats/gguf.h"
+#include "formats/path_guard.h"
 #include "formats/status.h"
 #include "formats/tensor_sink.h"
 #include "formats/tensor_source.h"
@@ -31,6 +34,8 @@ using ProgressFn =
 
 struct ConvertOptions {
   formats::DType dtype = formats::DType::kBF16;  // target for floating tensors
+  // When set, the target of each floating tensor (overrides `dtype`).
+  std::function<formats::DType(const formats::TensorInfo&)> dtype_for;
   bool clamp_f16 = false;  // saturate at ±65504 instead of failing on overflow
   size_t chunk_elems = size_t{1} << 20;
   int threads = 0;  // worker threads (0 = all cores); output does not depend on it
@@ -75,14 +80,26 @@ formats::Result<ConvertReport> ConvertTensors(formats::TensorSource& src, format
 
 struct ConvertModelOptions {
   ConvertOptions convert;
+  // For an output path ending in .gguf: the stored type of 2-D tensors
+  // (F32, F16, BF16, Q8_0 or Q4_0; 1-D tensors stay float32, as llama.cpp
+  // writes them). Unset: convert.dtype.
+  std::optional<formats::GgmlType> gguf_type;
   uint64_t max_shard_bytes = 0;  // 0 = default (5e9)
   bool overwrite = false;
   bool fsync = false;
+  // Whether the input directory's files (weights, config.json, tokenizer and
+  // other companion files) may be symlinks leading outside it.
+  formats::SymlinkPolicy symlinks = formats::SymlinkPolicy::kStayInside;
 };
 
 // Resolves `in_ref` (path or hub id), converts its weights into a new HF
 // directory `out_dir`, copies companion files and rewrites config.json's
 // torch_dtype. The directory appears only when complete.
+// GGUF both ways (merge/gguf_model.h): a GGUF input becomes an HF directory
+// (llama/qwen2 names, Q/K un-permuted, config.json from the metadata; the
+// vocabulary is not converted); an `out_dir` ending in .gguf is written as one
+// GGUF file (from an HF llama/mistral/qwen2 model with its tokenizer, or from
+// a GGUF file, re-typed).
 formats::Result<ConvertReport> ConvertModel(const std::string& in_ref, const std::string& out_dir,
                                    const ConvertModelOptions& options,
                                    std::vector<std::string>* warnings);

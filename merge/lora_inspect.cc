@@ -9,6 +9,7 @@
 #include "kernels/lowrank.h"
 #include "kernels/reduce.h"
 #include "merge/codec.h"
+#include "merge/gguf_model.h"
 
 namespace alloy::merge {
 namespace {
@@ -61,13 +62,16 @@ double EnergyTopK(const std::vector<double>& sv, size_t k) {
 }
 
 formats::Result<LoraInspectReport> InspectLora(const std::string& adapter_dir,
-                                               const std::optional<std::string>& base) {
+                                               const std::optional<std::string>& base,
+                                               formats::SymlinkPolicy symlinks) {
   ALLOY_ASSIGN_OR_RETURN(std::unique_ptr<formats::LoraAdapter> adapter,
-                         formats::LoraAdapter::Open(adapter_dir));
+                         formats::LoraAdapter::Open(adapter_dir, formats::FileAccess::kPread,
+                                                    symlinks));
   std::unique_ptr<formats::TensorSource> model;
   if (base) {
     ALLOY_ASSIGN_OR_RETURN(std::string path, formats::ResolveModelReference(*base));
-    ALLOY_ASSIGN_OR_RETURN(model, formats::OpenModel(path, formats::FileAccess::kPread));
+    ALLOY_ASSIGN_OR_RETURN(model,
+                           OpenCheckpoint(path, formats::FileAccess::kPread, nullptr, symlinks));
   }
   LoraInspectReport report;
   report.directory = adapter->directory();

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "formats/lora_adapter.h"
+#include "formats/path_guard.h"
 #include "formats/status.h"
 
 namespace alloy::merge {
@@ -49,8 +50,11 @@ double EnergyTopK(const std::vector<double>& singular_values, size_t k);
 // Inspects the adapter in `adapter_dir`; with `base` (a model reference),
 // also reads ‖W‖_F of every changed base tensor and checks the shapes fit.
 // Fails with the adapter's or model's errors, or kInvalidArgument when a
-// module's base tensor is missing or has another shape.
-formats::Result<LoraInspectReport> InspectLora(const std::string& adapter_dir,
-                                               const std::optional<std::string>& base);
+// module's base tensor is missing or has another shape. `symlinks`: whether
+// the adapter's and the base's files may be symlinks leading outside their
+// directories (formats/path_guard.h).
+formats::Result<LoraInspectReport> InspectLora(
+    const std::string& adapter_dir, const std::optional<std::string>& base,
+    formats::SymlinkPolicy symlinks = formats::SymlinkPolicy::kStayInside);
 
 }  // namespace alloy::merge

@@ -13,12 +13,14 @@
 #include "formats/lora_adapter.h"
 #include "formats/model_dir.h"
 #include "formats/model_ref.h"
+#include "formats/output_overlap.h"
 #include "formats/tensor_info.h"
 #include "kernels/lowrank.h"
 #include "kernels/parallel.h"
 #include "kernels/sketch.h"
 #include "merge/codec.h"
 #include "merge/executor.h"
+#include "merge/gguf_model.h"
 #include "merge/lora_io.h"
 #include "merge/lora_source.h"
 #include "merge/plan.h"
@@ -49,7 +51,7 @@ struct Sources {
 };
 
 Result<Sources> OpenAdapters(const std::vector<std::string>& refs,
-                             const std::vector<double>& weights) {
+                             const std::vector<double>& weights, formats::SymlinkPolicy symlinks) {
   if (refs.empty()) return Status::InvalidArgument("no adapters given");
   if (!weights.empty() && weights.size() != refs.size()) {
     return Status::InvalidArgument(std::to_string(weights.size()) + " weights for " +
@@ -64,7 +66,7 @@ Result<Sources> OpenAdapters(const std::vector<std::string>& refs,
       return Status::InvalidArgument("weight " + std::to_string(i + 1) + " is not finite");
     }
     ALLOY_ASSIGN_OR_RETURN(std::string dir, formats::ResolveModelReference(refs[i]));
-    auto adapter = LoraAdapter::Open(dir);
+    auto adapter = LoraAdapter::Open(dir, formats::FileAccess::kPread, symlinks);
     if (!adapter.ok()) return adapter.status().WithContext("adapter '" + refs[i] + "'");
     s.dirs.push_back(dir);
     if (i > 0 && (*adapter)->fan_in_fan_out() != s.adapters[0]->fan_in_fan_out()) {
@@ -190,9 +192,11 @@ struct Gathered {
 };
 
 Result<Gathered> Gather(const std::vector<std::string>& adapters,
-                        const std::vector<double>& weights, const LoraBuildOptions& options) {
+                        const std::vector<double>& weights, const std::string& out_dir,
+                        const LoraBuildOptions& options) {
   Gathered g;
-  ALLOY_ASSIGN_OR_RETURN(g.sources, OpenAdapters(adapters, weights));
+  ALLOY_ASSIGN_OR_RETURN(g.sources, OpenAdapters(adapters, weights, options.symlinks));
+  ALLOY_RETURN_IF_ERROR(formats::CheckOutputOutsideInputs(out_dir, g.sources.dirs));
   ALLOY_ASSIGN_OR_RETURN(g.modules, UnionOfModules(g.sources));
   g.contents.dtype = options.dtype;
   g.contents.fan_in_fan_out = g.sources.adapters[0]->fan_in_fan_out();
@@ -296,7 +300,7 @@ double KeptEnergy(const std::vector<double>& s, size_t k, double total_sq) {
 Result<LoraBuildReport> ConcatLora(const std::vector<std::string>& adapters,
                                    const std::vector<double>& weights, const std::string& out_dir,
                                    const LoraBuildOptions& options) {
-  ALLOY_ASSIGN_OR_RETURN(Gathered g, Gather(adapters, weights, options));
+  ALLOY_ASSIGN_OR_RETURN(Gathered g, Gather(adapters, weights, out_dir, options));
   const Sources& s = g.sources;
   const std::vector<UnionModule>& modules = g.modules;
   LoraBuildReport& report = g.report;
@@ -515,7 +519,9 @@ Status CombineWithEngine(const Sources& s, const std::vector<UnionModule>& modul
   if (combine.method == "magnitude_prune") recipe += "parameters:\n  normalize: false\n";
   recipe += "models:\n";
   for (size_t i = 0; i < s.adapters.size(); ++i) {
-    ALLOY_ASSIGN_OR_RETURN(std::unique_ptr<LoraAdapter> adapter, LoraAdapter::Open(s.dirs[i]));
+    ALLOY_ASSIGN_OR_RETURN(
+        std::unique_ptr<LoraAdapter> adapter,
+        LoraAdapter::Open(s.dirs[i], formats::FileAccess::kPread, options.symlinks));
     auto applied = ApplyLora(std::make_unique<ZeroSource>("zero model", zeros),
                              std::move(adapter), 1.0, /*apply_saved=*/false);
     if (!applied.ok()) return applied.status().WithContext("adapter '" + s.refs[i] + "'");
@@ -593,7 +599,7 @@ Result<LoraBuildReport> CombineLora(const std::vector<std::string>& adapters,
                                    " needs --density (the fraction of each delta kept)");
   }
   kernels::SetThreads(options.threads);
-  ALLOY_ASSIGN_OR_RETURN(Gathered g, Gather(adapters, weights, options));
+  ALLOY_ASSIGN_OR_RETURN(Gathered g, Gather(adapters, weights, out_dir, options));
   const Sources& s = g.sources;
   const std::vector<UnionModule>& modules = g.modules;
   LoraBuildReport& report = g.report;
@@ -710,12 +716,13 @@ Result<LoraBuildReport> ExtractLora(const std::string& base_ref, const std::stri
   LoraBuildReport report;
   ALLOY_ASSIGN_OR_RETURN(const std::string base_dir, formats::ResolveModelReference(base_ref));
   ALLOY_ASSIGN_OR_RETURN(const std::string ft_dir, formats::ResolveModelReference(ft_ref));
+  ALLOY_RETURN_IF_ERROR(formats::CheckOutputOutsideInputs(out_dir, {base_dir, ft_dir}));
   ALLOY_ASSIGN_OR_RETURN(std::unique_ptr<formats::TensorSource> base,
-                         formats::OpenModel(base_dir, formats::FileAccess::kPread,
-                                            &report.warnings));
+                         OpenCheckpoint(base_dir, formats::FileAccess::kPread,
+                                            &report.warnings, options.symlinks));
   ALLOY_ASSIGN_OR_RETURN(std::unique_ptr<formats::TensorSource> ft,
-                         formats::OpenModel(ft_dir, formats::FileAccess::kPread,
-                                            &report.warnings));
+                         OpenCheckpoint(ft_dir, formats::FileAccess::kPread,
+                                            &report.warnings, options.symlinks));
   AdapterContents contents;
   contents.dtype = options.dtype;
   contents.base_model = base_ref;

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "formats/dtype.h"
+#include "formats/path_guard.h"
 #include "formats/status.h"
 
 namespace alloy::merge {
@@ -46,6 +47,9 @@ struct LoraBuildOptions {
   int threads = 0;      // 0 = all cores; the output does not depend on it
   uint64_t seed = 0;    // DARE masks and the randomized SVD's test matrix
   LoraProgressFn progress;
+  // Whether files of the input adapter and model directories may be symlinks
+  // leading outside them (--follow-symlinks; formats/path_guard.h).
+  formats::SymlinkPolicy symlinks = formats::SymlinkPolicy::kStayInside;
 };
 
 // One module of a built adapter.

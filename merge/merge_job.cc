@@ -1,12 +1,16 @@
 #include "merge/merge_job.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <map>
 #include <memory>
 #include <set>
 
 #include "formats/file_util.h"
 #include "formats/model_dir.h"
 #include "formats/model_writer.h"
+#include "formats/output_overlap.h"
+#include "merge/gguf_model.h"
 #include "merge/model_opener.h"
 
 namespace alloy::merge {
@@ -74,9 +78,112 @@ Recipe PointAtIntermediates(Recipe recipe, const std::string& inter_dir) {
   return recipe;
 }
 
+// Every model reference of `recipe` that is not another document's output.
+std::vector<ModelRef> InputRefs(const Recipe& recipe) {
+  std::vector<ModelRef> refs;
+  auto add = [&](const ModelRef& ref) {
+    if (ref.intermediate.empty() && !ref.path.empty()) refs.push_back(ref);
+  };
+  auto add_slices = [&](const std::vector<Slice>& slices) {
+    for (const Slice& slice : slices) {
+      for (const SliceSource& source : slice.sources) add(source.model);
+      if (slice.base_model) add(*slice.base_model);
+    }
+  };
+  if (recipe.base_model) add(*recipe.base_model);
+  for (const ModelEntry& entry : recipe.models) add(entry.model);
+  add_slices(recipe.slices);
+  for (const Module& module : recipe.modules) {
+    for (const ModelEntry& entry : module.models) add(entry.model);
+    add_slices(module.slices);
+  }
+  add(recipe.tokenizer.model);
+  return refs;
+}
+
+// Refuses, before any document is written, an output (the final one or an
+// intermediate) that overlaps a model of any document.
+Status CheckOutputsOutsideInputs(const RecipeFile& file, const std::vector<std::string>& outputs,
+                                 const std::vector<std::pair<std::string, std::string>>& path_map) {
+  std::vector<std::string> inputs;
+  for (const Recipe& doc : file.documents) {
+    for (const ModelRef& ref : InputRefs(doc)) {
+      for (std::string& path : LocalInputPaths(ref, path_map)) inputs.push_back(std::move(path));
+    }
+  }
+  for (const std::string& output : outputs) {
+    ALLOY_RETURN_IF_ERROR(formats::CheckOutputOutsideInputs(output, inputs));
+  }
+  return Status::OK();
+}
+
 bool IsBuiltinTemplateName(const std::string& s) {
   return s == "auto" || s == "alpaca" || s == "chatml" || s == "llama3" || s == "mistral" ||
          s == "exaone";
+}
+
+// Writes a document whose inputs are all GGUF files into the GGUF file
+// `output`: the donor's metadata with the layer count of the result, tensors
+// stored in the donor's types (K-quants become Q8_0, which alloy can write).
+Status WriteGgufDocument(const Recipe& recipe, const MergePlan& plan,
+                         const std::vector<formats::TensorSource*>& sources,
+                         const std::string& output, const MergeJobOptions& options,
+                         DocumentReport* doc, std::vector<std::string>* warnings) {
+  if (output.size() < 5 || output.substr(output.size() - 5) != ".gguf") {
+    return Status::InvalidArgument("the inputs are GGUF files, so the output is one GGUF file: "
+                                   "give an output path ending in .gguf (got " + output + ")");
+  }
+  std::error_code ec;
+  if (std::filesystem::exists(output, ec) && !options.overwrite) {
+    return Status::InvalidArgument(output + " already exists (pass --overwrite to replace it)");
+  }
+  const formats::GgufHeader& donor = *GgufHeaderOf(*sources[plan.config_donor]);
+  std::vector<formats::GgufKv> kvs;
+  for (const formats::GgufKv& kv : donor.kvs) {
+    // Split keys describe the donor's files, and the layout alloy writes
+      // (default alignment) replaces the donor's.
+      if (kv.key.rfind("split.", 0) != 0 && kv.key != "general.alignment") kvs.push_back(kv);
+  }
+  const std::string arch = donor.Architecture();
+  if (plan.num_layers > 0 && !arch.empty()) {
+    SetGgufKv(kvs, arch + ".block_count",
+              formats::GgufValue::Uint32(static_cast<uint32_t>(plan.num_layers)));
+  }
+  SetGgufKv(kvs, "general.source.alloy_recipe", formats::GgufValue::String(recipe.raw_text));
+  // The stored type of each output tensor's first input.
+  std::map<std::string, uint32_t> donor_type;
+  for (const PlannedTensor& t : plan.tensors) {
+    if (t.inputs.empty()) continue;
+    const formats::TensorSource& src = *sources[t.inputs.front().model_index];
+    const formats::GgufHeader* h = GgufHeaderOf(src);
+    for (const formats::GgufTensor& g : h->tensors) {
+      if (g.name == t.inputs.front().input_name) donor_type[t.output_name] = g.type;
+    }
+  }
+  std::set<std::string> requantized;
+  GgufSinkOptions sink_options;
+  sink_options.kvs = std::move(kvs);
+  sink_options.fsync = options.fsync;
+  sink_options.type_for = [&](const formats::TensorInfo& info) {
+    auto it = donor_type.find(info.name);
+    if (plan.input_cast || it == donor_type.end()) {
+      return formats::GgmlTypeOfDType(info.dtype).value_or(formats::GgmlType::kF32);
+    }
+    const formats::GgmlType type = GgufOutputType(info, it->second);
+    if (static_cast<uint32_t>(type) != it->second && !formats::GgmlPlainDType(it->second)) {
+      requantized.insert(formats::GgmlTypeName(it->second));
+    }
+    return type;
+  };
+  std::unique_ptr<formats::TensorSink> sink = MakeGgufSink(output, std::move(sink_options));
+  ALLOY_ASSIGN_OR_RETURN(doc->merge, ExecutePlan(plan, sources, *sink, options.execute));
+  ALLOY_RETURN_IF_ERROR(sink->Finish());
+  for (const std::string& type : requantized) {
+    warnings->push_back(type + " tensors were written as Q8_0 (alloy writes F32, F16, BF16, Q8_0 "
+                               "and Q4_0); requantize with llama-quantize if you need " + type);
+  }
+  doc->files = {BaseName(output)};
+  return Status::OK();
 }
 
 // Writes one planned document into `output`.
@@ -87,6 +194,17 @@ Status WriteDocument(const Recipe& recipe, const MergePlan& plan, DiskModelOpene
   for (const PlannedModel& model : plan.models) {
     ALLOY_ASSIGN_OR_RETURN(OpenedModel opened, opener.Open(model.ref));
     sources.push_back(opened.source);
+  }
+  const size_t n_gguf = static_cast<size_t>(std::count_if(
+      sources.begin(), sources.end(),
+      [](const formats::TensorSource* s) { return GgufHeaderOf(*s) != nullptr; }));
+  if (n_gguf == sources.size() && !sources.empty()) {
+    return WriteGgufDocument(recipe, plan, sources, output, options, doc, warnings);
+  }
+  if (n_gguf > 0) {
+    return Status::InvalidArgument(
+        "GGUF and non-GGUF models cannot be merged together: convert the GGUF inputs with "
+        "`alloy convert MODEL.gguf DIR` (or the others with `alloy convert DIR OUT.gguf`) first");
   }
   formats::ModelWriterOptions writer_options;
   if (options.max_shard_bytes) writer_options.max_shard_bytes = options.max_shard_bytes;
@@ -203,6 +321,13 @@ Status RunMergeFileInto(formats::Result<RecipeFile> parsed, const std::string& o
       path_map.emplace_back(inter_dir + "/" + doc.name, inter_dir + "/" + doc.name);
     }
   }
+  std::vector<std::string> outputs = {out};
+  for (const Recipe& doc : file.documents) {
+    if (!doc.name.empty() && &doc != &file.documents.back()) {
+      outputs.push_back(inter_dir + "/" + doc.name);
+    }
+  }
+  ALLOY_RETURN_IF_ERROR(CheckOutputsOutsideInputs(file, outputs, options.path_map));
   std::set<size_t> pending;  // dry run: documents whose output does not exist yet
   for (size_t idx : order) {
     const Recipe& recipe = file.documents[idx];
@@ -223,7 +348,8 @@ Status RunMergeFileInto(formats::Result<RecipeFile> parsed, const std::string& o
       report.documents.push_back(std::move(doc));
       continue;
     }
-    DiskModelOpener opener(path_map, formats::FileAccess::kPread, options.lora_scale);
+    DiskModelOpener opener(path_map, formats::FileAccess::kPread, options.lora_scale,
+                           options.symlinks);
     PlanInputs inputs{opener.AsOpener(), file.path, options.allow_crimes};
     ALLOY_ASSIGN_OR_RETURN(MergePlan plan,
                            PlanMerge(PointAtIntermediates(recipe, inter_dir), inputs));
@@ -234,6 +360,12 @@ Status RunMergeFileInto(formats::Result<RecipeFile> parsed, const std::string& o
     // Parameter errors that need no tensor data, before anything is written
     // (and in --dry-run).
     Status checked = CheckPlan(plan);
+    // The donor's tokenizer files are copied into the output: a link out of
+    // its directory is refused here, before anything is written.
+    if (checked.ok() && !plan.tokenizer_directory.empty()) {
+      checked = formats::CheckFilesInsideDirectory(plan.tokenizer_directory, TokenizerFileNames(),
+                                                   options.symlinks);
+    }
     if (!checked.ok()) {
       return doc.name.empty() ? checked : checked.WithContext("intermediate '" + recipe.name + "'");
     }

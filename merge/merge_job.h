@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "formats/path_guard.h"
 #include "formats/status.h"
 #include "merge/executor.h"
 #include "merge/plan.h"
@@ -38,6 +39,9 @@ struct MergeJobOptions {
   bool lazy = true;              // skip intermediates whose output is complete
   double lora_scale = 1.0;       // multiplies every `model+lora` adapter's scale
                                  // (`alloy lora apply --scale`)
+  // Whether files of the input directories (weights, config.json, adapter and
+  // tokenizer files) may be symlinks leading outside them (--follow-symlinks).
+  formats::SymlinkPolicy symlinks = formats::SymlinkPolicy::kStayInside;
   // Called before a document starts (after planning), from the calling thread.
   std::function<void(const std::string& name, const MergePlan& plan)> on_document;
   // When set and the run fails, receives the warnings gathered before the

@@ -41,13 +41,14 @@ bool EndsWith(const std::string& s, std::string_view suffix) {
 }
 
 bool IsAttentionProjection(const std::string& name) {
-  static const std::regex kPattern(R"((^|\.)(self_attn|attention|attn)\.(q_proj|k_proj|v_proj|o_proj|wq|wk|wv|wo)\.weight$)");
+  static const std::regex kPattern(R"((^|\.)(self_attn|attention|attn)\.(q_proj|k_proj|v_proj|o_proj|wq|wk|wv|wo)\.weight$|^blk\.\d+\.attn_(q|k|v|output)\.weight$)");
   return std::regex_search(name, kPattern);
 }
 
 bool IsEmbeddingOrHead(const std::string& name) {
   return name.find("embed") != std::string::npos || name.find("lm_head") != std::string::npos ||
-         name.find("wte") != std::string::npos || name.find("wpe") != std::string::npos;
+         name.find("wte") != std::string::npos || name.find("wpe") != std::string::npos ||
+         name.find("token_embd") != std::string::npos || name == "output.weight";  // GGUF
 }
 
 std::string Num(double x) {
@@ -61,7 +62,7 @@ std::string Num(double x) {
 }  // namespace
 
 int64_t LayerIndexOf(const std::string& tensor_name) {
-  static const std::regex kLayer(R"((^|\.)(layers|h|blocks)\.(\d+)\.)");
+  static const std::regex kLayer(R"((^|\.)(layers|h|blocks|blk)\.(\d+)\.)");
   std::smatch m;
   if (!std::regex_search(tensor_name, m, kLayer)) return -1;
   const std::string digits = m[3].str();
@@ -94,7 +95,8 @@ ModelSummary SummarizeModel(const formats::TensorSource& src, const nlohmann::js
     d.n_params += n;
     d.n_bytes += t.nbytes;
     s.detected_layers = std::max(s.detected_layers, LayerIndexOf(t.name) + 1);
-    if (t.name == "lm_head.weight" || EndsWith(t.name, ".lm_head.weight")) has_lm_head = true;
+    if (t.name == "lm_head.weight" || t.name == "output.weight" ||  // GGUF
+        EndsWith(t.name, ".lm_head.weight")) has_lm_head = true;
     if (t.shape.size() == 2 && IsAttentionProjection(t.name)) {
       s.n_attention_params += n;
       s.attention_shapes.emplace_back(t.shape[0], t.shape[1]);

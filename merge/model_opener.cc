@@ -9,13 +9,38 @@
 #include "formats/json_strict.h"
 #include "formats/model_dir.h"
 #include "formats/model_ref.h"
+#include "merge/gguf_model.h"
 #include "merge/lora_source.h"
 
 namespace alloy::merge {
 
+std::vector<std::string> LocalInputPaths(
+    const ModelRef& original, const std::vector<std::pair<std::string, std::string>>& path_map) {
+  ModelRef ref = original;
+  ApplyPathMap(ref, path_map);
+  std::vector<std::string> paths;
+  auto add = [&](const std::string& path, const std::string& revision) {
+    if (path.empty()) return;
+    std::error_code ec;
+    const std::string spelled =
+        revision.empty() || std::filesystem::exists(path, ec) ? path : path + "@" + revision;
+    formats::Result<std::string> resolved = formats::ResolveModelReference(spelled);
+    if (!resolved.ok()) return;
+    const std::string& p = *resolved;
+    paths.push_back(p.ends_with(".index.json") ? formats::ModelDirectoryOf(p) : p);
+  };
+  add(ref.path, ref.revision);
+  add(ref.lora_path, ref.lora_revision);
+  return paths;
+}
+
 DiskModelOpener::DiskModelOpener(std::vector<std::pair<std::string, std::string>> path_map,
-                                 formats::FileAccess access, double lora_scale)
-    : path_map_(std::move(path_map)), access_(access), lora_scale_(lora_scale) {}
+                                 formats::FileAccess access, double lora_scale,
+                                 formats::SymlinkPolicy symlinks)
+    : path_map_(std::move(path_map)),
+      access_(access),
+      lora_scale_(lora_scale),
+      symlinks_(symlinks) {}
 
 // `path` (with `revision`) as a canonical local path: an existing path as is
 // (a revision is then ignored, with a warning, as in mergekit), else a hub id
@@ -58,9 +83,9 @@ formats::Result<OpenedModel> DiskModelOpener::Open(const ModelRef& original) {
   if (it != by_path_.end()) return WithArchitecture(it->second.opened, ref);
 
   ALLOY_ASSIGN_OR_RETURN(std::unique_ptr<formats::TensorSource> source,
-                         formats::OpenModel(key, access_, &warnings_));
+                         OpenCheckpoint(key, access_, &warnings_, symlinks_));
   if (!lora_key.empty()) {
-    auto adapter = formats::LoraAdapter::Open(lora_key, access_);
+    auto adapter = formats::LoraAdapter::Open(lora_key, access_, symlinks_);
     if (!adapter.ok()) return adapter.status().WithContext("LoRA '" + ref.lora_path + "'");
     ALLOY_ASSIGN_OR_RETURN(source, ApplyLora(std::move(source), std::move(*adapter), lora_scale_));
   }
@@ -70,7 +95,11 @@ formats::Result<OpenedModel> DiskModelOpener::Open(const ModelRef& original) {
   opened.directory = formats::ModelDirectoryOf(key);
   opened.identity = identity;
   const std::string config_path = opened.directory + "/config.json";
-  if (formats::IsRegularFile(config_path)) {
+  if (const formats::GgufHeader* gguf = GgufHeaderOf(*source)) {
+    // A GGUF file carries its configuration in its metadata.
+    opened.config = ConfigFromGguf(*gguf, *source);
+  } else if (formats::IsRegularFile(config_path)) {
+    ALLOY_RETURN_IF_ERROR(formats::CheckInsideDirectory(opened.directory, config_path, symlinks_));
     ALLOY_ASSIGN_OR_RETURN(std::string text, formats::ReadSmallFile(config_path));
     ALLOY_ASSIGN_OR_RETURN(opened.config, formats::ParseStrictJson(text, config_path));
   }

@@ -14,18 +14,29 @@
 #include <vector>
 
 #include "formats/byte_source.h"
+#include "formats/path_guard.h"
 #include "formats/status.h"
 #include "formats/tensor_source.h"
 #include "merge/plan.h"
 
 namespace alloy::merge {
 
+// The local paths `ref` reads (the model, and its LoRA adapter), after
+// `path_map`, resolved as DiskModelOpener::Open resolves them (a sharded
+// index file stands for its directory). References that do not resolve are
+// left out: opening them reports the error. For CheckOutputOutsideInputs.
+std::vector<std::string> LocalInputPaths(
+    const ModelRef& ref, const std::vector<std::pair<std::string, std::string>>& path_map = {});
+
 class DiskModelOpener {
  public:
   // `lora_scale` multiplies the scale of every adapter applied (`model+lora`).
+  // `symlinks`: whether files of a model directory (weights, config.json,
+  // adapter files) may be symlinks leading outside it (formats/path_guard.h).
   explicit DiskModelOpener(std::vector<std::pair<std::string, std::string>> path_map = {},
                            formats::FileAccess access = formats::FileAccess::kMmap,
-                           double lora_scale = 1.0);
+                           double lora_scale = 1.0,
+                           formats::SymlinkPolicy symlinks = formats::SymlinkPolicy::kStayInside);
 
   // Opens `ref` (after the path map) or returns the cached model with the same
   // canonical directory. A revision on a path that exists locally is ignored
@@ -55,6 +66,7 @@ class DiskModelOpener {
   std::vector<std::pair<std::string, std::string>> path_map_;
   formats::FileAccess access_;
   double lora_scale_ = 1.0;
+  formats::SymlinkPolicy symlinks_;
   std::map<std::string, Entry> by_path_;  // identity → model
   std::vector<std::string> warnings_;
 };

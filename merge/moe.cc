@@ -12,6 +12,7 @@
 #include "formats/dtype.h"
 #include "formats/file_util.h"
 #include "formats/model_writer.h"
+#include "formats/output_overlap.h"
 #include "formats/tensor_info.h"
 #include "kernels/lowrank.h"
 #include "kernels/random.h"
@@ -552,7 +553,17 @@ Result<MoeReport> RunMoeText(std::string_view recipe_text, std::string_view disp
                                "train the routers");
   }
 
-  DiskModelOpener opener({}, formats::FileAccess::kPread);
+  {
+    std::vector<std::string> inputs;
+    std::vector<const ModelRef*> refs = {&r.base_model};
+    for (const MoeExpert& e : r.experts) refs.push_back(&e.source_model);
+    for (const MoeExpert& e : r.shared_experts) refs.push_back(&e.source_model);
+    for (const ModelRef* ref : refs) {
+      for (std::string& path : LocalInputPaths(*ref)) inputs.push_back(std::move(path));
+    }
+    ALLOY_RETURN_IF_ERROR(formats::CheckOutputOutsideInputs(out_dir, inputs));
+  }
+  DiskModelOpener opener({}, formats::FileAccess::kPread, 1.0, options.symlinks);
   auto open = [&](const ModelRef& ref) -> Result<Model> {
     auto opened = opener.Open(ref);
     if (!opened.ok()) {
@@ -563,6 +574,9 @@ Result<MoeReport> RunMoeText(std::string_view recipe_text, std::string_view disp
     return Model{ref.text, opened->source, opened->directory, opened->config};
   };
   ALLOY_ASSIGN_OR_RETURN(Model base, open(r.base_model));
+  // The base's tokenizer files are copied into the output at the end.
+  ALLOY_RETURN_IF_ERROR(
+      formats::CheckFilesInsideDirectory(base.directory, TokenizerFileNames(), options.symlinks));
   std::vector<Model> experts, shared;
   std::set<std::string> model_types;
   auto type_of = [](const Model& m) {

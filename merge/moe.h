@@ -31,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include "formats/path_guard.h"
 #include "formats/status.h"
 
 namespace alloy::merge {
@@ -43,6 +44,9 @@ struct MoeOptions {
   bool overwrite = false;
   bool fsync = false;
   uint64_t max_shard_bytes = 0;  // 0 = the writer's default
+  // Whether files of the model directories (weights, config.json, the base's
+  // tokenizer files) may be symlinks leading outside them.
+  formats::SymlinkPolicy symlinks = formats::SymlinkPolicy::kStayInside;
   std::function<void(uint64_t done, uint64_t total, std::string_view tensor)> progress;
   const std::atomic<bool>* cancel = nullptr;
 };

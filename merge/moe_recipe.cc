@@ -216,7 +216,8 @@ Result<MoeRecipe> ParseMoeRecipeText(std::string_view text, std::string_view dis
 }
 
 Result<MoeRecipe> ParseMoeRecipeFile(const std::string& path, const MoeParseOptions& options) {
-  ALLOY_ASSIGN_OR_RETURN(std::string text, formats::ReadSmallFile(path));
+  ALLOY_ASSIGN_OR_RETURN(std::string text,
+                         formats::ReadSmallFile(path, recipe_internal::kMaxRecipeBytes));
   return ParseMoeRecipeText(text, path, options);
 }
 

@@ -85,9 +85,9 @@ const MethodSpec* FindMethodSpec(std::string_view name) {
 
 bool SplitLayerName(const std::string& name, std::string* prefix, int64_t* index,
                     std::string* suffix) {
-  // `<...>(layers|h|blocks).<digits>.` at a component boundary, as
-  // LayerIndexOf.
-  for (std::string_view word : {"layers.", "h.", "blocks."}) {
+  // `<...>(layers|h|blocks|blk).<digits>.` at a component boundary, as
+  // LayerIndexOf (`blk` is GGUF's).
+  for (std::string_view word : {"layers.", "h.", "blocks.", "blk."}) {
     size_t pos = 0;
     while ((pos = name.find(word, pos)) != std::string::npos) {
       const bool boundary = pos == 0 || name[pos - 1] == '.';
@@ -108,14 +108,14 @@ bool SplitLayerName(const std::string& name, std::string* prefix, int64_t* index
 
 bool IsEmbedName(std::string_view name) {
   for (std::string_view part : {"embed_tokens", "wte", "word_embeddings", "embed_in",
-                                "tok_embeddings", "lm_head", "embed_out"}) {
+                                "tok_embeddings", "lm_head", "embed_out", "token_embd"}) {
     if (name.find(part) != std::string_view::npos) return true;
   }
-  return false;
+  return name == "output.weight";  // GGUF's lm_head
 }
 
 bool IsTiedHeadName(std::string_view name) {
-  return name == "lm_head.weight" ||
+  return name == "lm_head.weight" || name == "output.weight" ||  // GGUF's head
          (name.size() > 15 && name.substr(name.size() - 15) == ".lm_head.weight");
 }
 
@@ -130,7 +130,7 @@ bool IsPreName(std::string_view name) {
     return false;
   }
   for (std::string_view part : {"embed_tokens", "wte", "wpe", "word_embeddings", "embed_in",
-                                "tok_embeddings", "embeddings."}) {
+                                "tok_embeddings", "embeddings.", "token_embd"}) {
     if (name.find(part) != std::string_view::npos) return true;
   }
   return false;

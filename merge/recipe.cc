@@ -110,6 +110,14 @@ void LinkIntermediates(RecipeFile* file) {
 Result<RecipeFile> ParseRecipeText(std::string_view text, std::string_view display_name) {
   RecipeFile file;
   file.path = std::string(display_name);
+  if (text.size() > recipe_internal::kMaxRecipeBytes) {
+    // Each document is also checked; this bounds the sum over documents.
+    return ErrorAt(DocContext{file.path, 0, nullptr}, 1, 1,
+                   "the recipe is " + std::to_string(text.size()) +
+                       " bytes, more than the limit of " +
+                       std::to_string(recipe_internal::kMaxRecipeBytes) +
+                       "; recipes are a few kilobytes, so this text is refused");
+  }
   std::vector<int> name_lines;
   for (const Chunk& chunk : SplitDocuments(text)) {
     if (IsBlank(chunk.text)) continue;
@@ -171,7 +179,8 @@ Result<RecipeFile> ParseRecipeText(std::string_view text, std::string_view displ
 }
 
 Result<RecipeFile> ParseRecipeFile(const std::string& path) {
-  ALLOY_ASSIGN_OR_RETURN(std::string text, formats::ReadSmallFile(path));
+  ALLOY_ASSIGN_OR_RETURN(std::string text,
+                         formats::ReadSmallFile(path, recipe_internal::kMaxRecipeBytes));
   return ParseRecipeText(text, path);
 }
 

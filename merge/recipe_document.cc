@@ -354,7 +354,18 @@ Result<Recipe> ParseDocument(const DocContext& ctx, const YAML::Node& doc, DocFa
       if (!value.IsScalar() || value.Scalar().empty()) {
         return ErrorAt(ctx, key, "`name` must be a non-empty string");
       }
-      recipe.name = value.Scalar();
+      // A name, not a path: it becomes the directory <intermediate-dir>/<name>
+      // (§5.2), so it must not climb out of it or point elsewhere.
+      const std::string& name = value.Scalar();
+      const bool separator = name.find_first_of(std::string("/\\\0", 3)) != std::string::npos;
+      if (separator || name == "." || name == "..") {
+        return ErrorAt(ctx, value,
+                       "document name " + Quote(name) +
+                           " is a path, not a name; it becomes the directory "
+                           "<intermediate-dir>/<name>, so it must not contain '/' or '\\' "
+                           "or be '.' or '..'");
+      }
+      recipe.name = name;
     } else if (IsKnownParameterName(k)) {
       // Decision (e): warn, never fail; an indentation slip is the usual cause.
       facts->stray_parameters.push_back({k, LineOf(ctx, key), ColumnOf(key)});

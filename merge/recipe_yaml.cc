@@ -13,42 +13,126 @@ namespace alloy::merge::recipe_internal {
 
 namespace {
 
-// Receives a document's events and keeps nothing: counting documents costs
-// no memory.
-class DiscardEvents final : public YAML::EventHandler {
+// The first pass's finding: where the text nests too deep or holds too many
+// nodes (each alias counted once here; expansion is ExpansionWalk's).
+struct TextLimitExceeded {
+  YAML::Mark mark;
+  bool depth = false;  // else the node count
+};
+
+// Receives a document's events and keeps only counts, so the first pass
+// costs no memory; throws TextLimitExceeded past a cap, which stops yaml-cpp
+// before it builds anything.
+class CountingEvents final : public YAML::EventHandler {
  public:
   void OnDocumentStart(const YAML::Mark&) override {}
   void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                const std::string&) override {}
-  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                       YAML::EmitterStyle::value) override {}
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                  YAML::EmitterStyle::value) override {}
-  void OnMapEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { Node(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { Node(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    Node(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    Open(mark);
+  }
+  void OnSequenceEnd() override { --depth_; }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    Open(mark);
+  }
+  void OnMapEnd() override { --depth_; }
+
+ private:
+  void Node(const YAML::Mark& mark) {
+    if (++nodes_ > kMaxYamlTextNodes) throw TextLimitExceeded{mark, false};
+  }
+  void Open(const YAML::Mark& mark) {
+    Node(mark);
+    if (++depth_ > kMaxYamlDepth) throw TextLimitExceeded{mark, true};
+  }
+
+  size_t nodes_ = 0;
+  size_t depth_ = 0;
 };
+
+std::string DepthMessage() {
+  return "YAML nesting deeper than " + std::to_string(kMaxYamlDepth) +
+         " levels; recipes nest a few levels, so this text is refused";
+}
+
+std::string TextNodesMessage() {
+  return "the recipe holds more than " + std::to_string(kMaxYamlTextNodes) +
+         " YAML nodes; recipes hold a few thousand, so this text is refused";
+}
+
+std::string NodesMessage() {
+  return "the recipe expands to more than " + std::to_string(kMaxYamlNodes) +
+         " YAML nodes (anchors and aliases repeat the nodes they name: a \"billion laughs\" "
+         "document?); it is refused before it exhausts memory";
+}
+
+// Walks the documents as the recipe readers will, aliases expanded (in
+// yaml-cpp's graph an alias is the anchored node itself, so a walk visits it
+// once per reference, and an anchor that contains its own alias is a cycle),
+// counting visits and depth without recursion. Refuses past kMaxYamlNodes
+// visits or kMaxYamlDepth levels, so the readers' recursive walks that follow
+// stay bounded in time, memory and stack.
+formats::Status ExpansionWalk(const DocContext& ctx, const std::vector<YAML::Node>& docs) {
+  struct Item {
+    YAML::Node node;
+    size_t depth;
+  };
+  std::vector<Item> stack;
+  for (const YAML::Node& doc : docs) stack.push_back({doc, 1});
+  size_t visits = 0;
+  while (!stack.empty()) {
+    Item item = std::move(stack.back());
+    stack.pop_back();
+    if (++visits > kMaxYamlNodes) return ErrorAt(ctx, item.node, NodesMessage());
+    if (item.depth > kMaxYamlDepth) return ErrorAt(ctx, item.node, DepthMessage());
+    if (item.node.IsSequence()) {
+      for (const YAML::Node& element : item.node) stack.push_back({element, item.depth + 1});
+    } else if (item.node.IsMap()) {
+      for (auto it = item.node.begin(); it != item.node.end(); ++it) {
+        stack.push_back({it->first, item.depth + 1});
+        stack.push_back({it->second, item.depth + 1});
+      }
+    }
+  }
+  return formats::Status::OK();
+}
 
 }  // namespace
 
 formats::Result<std::vector<YAML::Node>> LoadYamlDocuments(const DocContext& ctx,
                                                            const std::string& text,
                                                            size_t max_documents) {
+  if (text.size() > kMaxRecipeBytes) {
+    return ErrorAt(ctx, ctx.line_offset + 1, 1,
+                   "the recipe is " + std::to_string(text.size()) +
+                       " bytes, more than the limit of " + std::to_string(kMaxRecipeBytes) +
+                       "; recipes are a few kilobytes, so this text is refused");
+  }
   try {
     std::istringstream in(text);
     YAML::Parser parser(in);
-    DiscardEvents discard;
+    CountingEvents counter;
     size_t documents = 0;
-    while (parser.HandleNextDocument(discard)) {
+    while (parser.HandleNextDocument(counter)) {
       if (++documents > max_documents) {
         return ErrorAt(ctx, ctx.line_offset + 1, 1,
                        "YAML syntax error: the YAML reader does not get past this text (a "
                        "stray `,` or other flow indicator at the start of a line?)");
       }
     }
-    return YAML::LoadAll(text);
+    std::vector<YAML::Node> docs = YAML::LoadAll(text);
+    ALLOY_RETURN_IF_ERROR(ExpansionWalk(ctx, docs));
+    return docs;
+  } catch (const TextLimitExceeded& e) {
+    return ErrorAt(ctx, ctx.line_offset + e.mark.line + 1, e.mark.column + 1,
+                   e.depth ? DepthMessage() : TextNodesMessage());
   } catch (const YAML::Exception& e) {
     // yaml-cpp marks are 0-based within `text`; a null mark is -1.
     const int line = ctx.line_offset + (e.mark.is_null() ? 1 : e.mark.line + 1);
@@ -56,6 +140,7 @@ formats::Result<std::vector<YAML::Node>> LoadYamlDocuments(const DocContext& ctx
                    "YAML syntax error: " + e.msg + " (check the indentation and quoting here)");
   }
 }
+
 namespace {
 
 using formats::Result;

@@ -23,6 +23,18 @@ struct DocContext {
   std::vector<Warning>* warnings = nullptr;
 };
 
+// Caps on what a recipe's YAML may hold (hostile input, docs/RELIABILITY.md).
+// kMaxYamlTextNodes counts the nodes the text writes (yaml-cpp needs seconds
+// and hundreds of MB to build a million); kMaxYamlNodes counts every visit of
+// a walk with aliases expanded, so a "billion laughs" recipe (anchors nested
+// 10 deep, each aliased 10 times) stops at the cap instead of expanding to
+// 10^10 nodes; depth counts mappings and lists. Real recipes hold a few
+// thousand nodes, nest fewer than 10 levels and are a few kilobytes.
+inline constexpr size_t kMaxRecipeBytes = size_t{1} << 20;
+inline constexpr size_t kMaxYamlTextNodes = 100'000;
+inline constexpr size_t kMaxYamlNodes = 1'000'000;
+inline constexpr size_t kMaxYamlDepth = 64;
+
 // The YAML documents of `text`, whose first line is file line
 // ctx.line_offset + 1. A syntax error is kInvalidArgument at yaml-cpp's
 // position. yaml-cpp 0.7's LoadAll never returns on some malformed input
@@ -30,6 +42,11 @@ struct DocContext {
 // comma, allocating each time; jbeder/yaml-cpp#1040, found by
 // tests/fuzz/recipe_fuzz), so the documents are first counted with a parser
 // that builds nothing, and more than `max_documents` is refused as malformed.
+// Text longer than kMaxRecipeBytes is refused unread; the first pass also
+// refuses text nesting deeper than kMaxYamlDepth or writing more than
+// kMaxYamlTextNodes nodes; after loading, a walk with aliases
+// expanded refuses more than kMaxYamlNodes visits or kMaxYamlDepth levels
+// (kInvalidArgument, at the node where the cap was reached).
 formats::Result<std::vector<YAML::Node>> LoadYamlDocuments(const DocContext& ctx,
                                                            const std::string& text,
                                                            size_t max_documents);

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs ctest in BUILD_DIR and ends with one line: "N passed, N failed".
+# Arguments after JOBS go to ctest (e.g. -LE 'chromium|npm').
 # Exit status: 0 only when every test passed and at least one ran.
 set -uo pipefail
-build=${1:?usage: run_ctest.sh BUILD_DIR [JOBS]}
+build=${1:?usage: run_ctest.sh BUILD_DIR [JOBS] [ctest args...]}
 jobs=${2:-2}
+shift $(( $# < 2 ? $# : 2 ))
 log="$build/ctest.log"
-ctest --test-dir "$build" -j "$jobs" --output-on-failure --timeout 600 2>&1 | tee "$log"
+ctest --test-dir "$build" -j "$jobs" --output-on-failure --timeout 600 "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 summary=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1)
 if [ -z "$summary" ]; then

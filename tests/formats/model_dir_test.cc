@@ -203,14 +203,15 @@ TEST_CASE("directory layouts", "[formats][model_dir]") {
     WriteFileBytes(tmp.Join("model.safetensors.index.json"), "{\"weight_map\": 1}");
     CheckOpenFails(tmp.path(), ErrorCode::kCorrupt, "invalid index");
   }
-  SECTION("pytorch_model.bin is unsupported") {
+  SECTION("pytorch_model.bin goes to the torch reader") {
     WriteFileBytes(tmp.Join("pytorch_model.bin"), "PK\x03\x04");
-    CheckOpenFails(tmp.path(), ErrorCode::kUnsupported, "pytorch_model.bin");
-    CheckOpenFails(tmp.path(), ErrorCode::kUnsupported, "not supported yet");
+    CheckOpenFails(tmp.path(), ErrorCode::kCorrupt, "pytorch_model.bin");
+    CheckOpenFails(tmp.path(), ErrorCode::kCorrupt, "invalid zip archive");
   }
-  SECTION("pytorch_model.bin.index.json is unsupported") {
+  SECTION("pytorch_model.bin.index.json is validated like the safetensors index") {
     WriteFileBytes(tmp.Join("pytorch_model.bin.index.json"), "{}");
-    CheckOpenFails(tmp.path(), ErrorCode::kUnsupported, "pytorch_model.bin.index.json");
+    CheckOpenFails(tmp.path(), ErrorCode::kCorrupt, "pytorch_model.bin.index.json");
+    CheckOpenFails(tmp.path(), ErrorCode::kCorrupt, "invalid index");
   }
   SECTION("a PEFT adapter is unsupported") {
     WriteFileBytes(tmp.Join("adapter_config.json"), "{}");
@@ -247,17 +248,19 @@ TEST_CASE("file arguments are sniffed by content, not extension", "[formats][mod
   }
   SECTION("zip (torch.save)") {
     WriteFileBytes(tmp.Join("x.safetensors"), std::string("PK\x03\x04", 4) + std::string(60, '\0'));
-    CheckOpenFails(tmp.Join("x.safetensors"), ErrorCode::kUnsupported,
-                   "PyTorch checkpoints are not supported yet");
+    CheckOpenFails(tmp.Join("x.safetensors"), ErrorCode::kCorrupt, "invalid zip archive");
   }
   SECTION("legacy pickle") {
     WriteFileBytes(tmp.Join("x.pt"), std::string("\x80\x02\x8a\x0a", 4) + std::string(30, 'z'));
     CheckOpenFails(tmp.Join("x.pt"), ErrorCode::kUnsupported, "PyTorch");
   }
   SECTION("GGUF") {
-    WriteFileBytes(tmp.Join("m.safetensors"),
-                   std::string("GGUF\x03\0\0\0", 8) + std::string(40, '\0'));
-    CheckOpenFails(tmp.Join("m.safetensors"), ErrorCode::kUnsupported, "GGUF is not supported yet");
+    // A GGUF header (whatever the extension) goes to the GGUF reader: an
+    // impossible tensor count is its error.
+    WriteFileBytes(tmp.Join("m.safetensors"), std::string("GGUF\x03\0\0\0", 8) +
+                                                  std::string("\0\0\0\0\0\x01\0\0", 8) +
+                                                  std::string(40, '\0'));
+    CheckOpenFails(tmp.Join("m.safetensors"), ErrorCode::kCorrupt, "tensor count");
   }
   SECTION("JSON") {
     WriteFileBytes(tmp.Join("config.json"), "{\"hidden_size\": 8}");

@@ -335,11 +335,12 @@ TEST_CASE("overwrite rules", "[formats][model_writer]") {
     CHECK(ListDir(out) == std::vector<std::string>{"late.txt"});
     CHECK(ListDir(tmp.path()) == std::vector<std::string>{"out"});
   }
-  SECTION("stale partial directories are left alone") {
-    const std::string stale = out + ".alloy-partial-999999999";
-    testing::WriteFileBytes(stale + "/model.safetensors", "junk");
+  SECTION("partial directories of live processes are left alone") {
+    const std::string live = out + ".alloy-partial-" + std::to_string(::getppid());
+    testing::WriteFileBytes(live + "/model.safetensors", "junk");
     WriteModel(out + "/", tensors);  // a trailing slash names the same directory
-    CHECK(ListDir(tmp.path()) == std::vector<std::string>{"out", "out.alloy-partial-999999999"});
+    CHECK(ListDir(tmp.path()) ==
+          std::vector<std::string>{"out", "out.alloy-partial-" + std::to_string(::getppid())});
   }
   SECTION("missing parent directories are created") {
     WriteModel(tmp.Join("a/b/out"), tensors);

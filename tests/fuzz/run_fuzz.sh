@@ -15,11 +15,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 recipes="$root/../shared/recipes"
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(safetensors_fuzz sharded_index_fuzz recipe_fuzz moe_recipe_fuzz lora_config_fuzz)
+[ ${#targets[@]} -eq 0 ] && targets=(safetensors_fuzz sharded_index_fuzz recipe_fuzz moe_recipe_fuzz lora_config_fuzz gguf_fuzz
+  torch_fuzz pickle_fuzz)
 
 max_len() {
   case $1 in
-    safetensors_fuzz) echo 4096 ;;
+    safetensors_fuzz|gguf_fuzz|torch_fuzz|pickle_fuzz) echo 4096 ;;
     sharded_index_fuzz|lora_config_fuzz) echo 2048 ;;
     *) echo 8192 ;;
   esac
@@ -27,6 +28,8 @@ max_len() {
 dict() {
   case $1 in
     recipe_fuzz|moe_recipe_fuzz) echo "$here/yaml.dict" ;;
+    gguf_fuzz) echo "$here/gguf.dict" ;;
+    torch_fuzz|pickle_fuzz) echo "$here/pickle.dict" ;;
     *) echo "$here/json.dict" ;;
   esac
 }

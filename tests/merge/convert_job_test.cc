@@ -168,6 +168,8 @@ TEST_CASE("convert copies companion files and rewrites torch_dtype", "[merge][co
 }
 
 // Writes a one-file checkpoint with the given tensors (f32 values, stored as `dtype`).
+// Tests convert `dir/model.safetensors` into `dir/out`: with `dir` itself as
+// the input, `dir/out` would be an output inside the input, which is refused.
 void WriteModel(const std::string& dir, DType dtype,
                 const std::vector<std::pair<std::string, std::vector<float>>>& tensors) {
   std::vector<formats::TensorInfo> infos;
@@ -193,7 +195,7 @@ TEST_CASE("f16 overflow fails by default naming the tensor and --clamp-f16 satur
   TempDir dir;
   WriteModel(dir.path(), DType::kBF16,
              {{"ok.weight", {1.0f, -2.0f}}, {"big.weight", {1.0f, 1e5f, -7e4f, 3.0f}}});
-  auto failed = ConvertModel(dir.path(), dir.Join("out"), To(DType::kF16), nullptr);
+  auto failed = ConvertModel(dir.Join("model.safetensors"), dir.Join("out"), To(DType::kF16), nullptr);
   REQUIRE_FALSE(failed.ok());
   CHECK(failed.status().code() == formats::ErrorCode::kInvalidArgument);
   CHECK_THAT(failed.status().message(), Catch::Contains("'big.weight'") &&
@@ -203,7 +205,7 @@ TEST_CASE("f16 overflow fails by default naming the tensor and --clamp-f16 satur
 
   ConvertModelOptions clamp = To(DType::kF16);
   clamp.convert.clamp_f16 = true;
-  auto report = ConvertModel(dir.path(), dir.Join("out"), clamp, nullptr);
+  auto report = ConvertModel(dir.Join("model.safetensors"), dir.Join("out"), clamp, nullptr);
   REQUIRE(report.ok());
   CHECK(report->n_clamped == 2);
   REQUIRE(report->issues.size() == 1);
@@ -216,7 +218,7 @@ TEST_CASE("f16 overflow fails by default naming the tensor and --clamp-f16 satur
 TEST_CASE("fp8 conversion saturates and counts clamped values", "[merge][convert]") {
   TempDir dir;
   WriteModel(dir.path(), DType::kF32, {{"w", {0.5f, 1000.0f, -500.0f, 448.0f}}});
-  auto report = ConvertModel(dir.path(), dir.Join("out"), To(DType::kF8_E4M3), nullptr);
+  auto report = ConvertModel(dir.Join("model.safetensors"), dir.Join("out"), To(DType::kF8_E4M3), nullptr);
   REQUIRE(report.ok());
   CHECK(report->n_clamped == 2);
   CHECK(Decode(DType::kF8_E4M3, ReadAll(dir.Join("out")).at("w").second) ==
@@ -235,7 +237,7 @@ TEST_CASE("integer tensors are copied unchanged", "[merge][convert]") {
   REQUIRE(sink->WriteAt(0, 0, {reinterpret_cast<const uint8_t*>(id_values), 24}).ok());
   REQUIRE(sink->WriteAt(1, 0, {reinterpret_cast<const uint8_t*>(w_values), 8}).ok());
   REQUIRE(sink->Finish().ok());
-  auto report = ConvertModel(dir.path(), dir.Join("out"), To(DType::kBF16), nullptr);
+  auto report = ConvertModel(dir.Join("model.safetensors"), dir.Join("out"), To(DType::kBF16), nullptr);
   REQUIRE(report.ok());
   CHECK(report->n_converted == 1);
   CHECK(report->n_copied == 1);
@@ -249,19 +251,19 @@ TEST_CASE("convert refuses an existing output directory unless overwriting", "[m
   TempDir dir;
   WriteModel(dir.path(), DType::kF32, {{"w", {1.0f}}});
   testing::WriteFileBytes(dir.Join("out/keep.txt"), "mine");
-  auto refused = ConvertModel(dir.path(), dir.Join("out"), To(DType::kBF16), nullptr);
+  auto refused = ConvertModel(dir.Join("model.safetensors"), dir.Join("out"), To(DType::kBF16), nullptr);
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.status().code() == formats::ErrorCode::kInvalidArgument);
   CHECK(testing::ReadFileBytes(dir.Join("out/keep.txt")) == "mine");
   ConvertModelOptions overwrite = To(DType::kBF16);
   overwrite.overwrite = true;
   // Not a model directory: --overwrite still refuses to delete it.
-  refused = ConvertModel(dir.path(), dir.Join("out"), overwrite, nullptr);
+  refused = ConvertModel(dir.Join("model.safetensors"), dir.Join("out"), overwrite, nullptr);
   REQUIRE_FALSE(refused.ok());
   CHECK_THAT(refused.status().message(), Catch::Contains("does not look like a model"));
   CHECK(testing::ReadFileBytes(dir.Join("out/keep.txt")) == "mine");
   testing::WriteFileBytes(dir.Join("out/model.safetensors"), "an old output");
-  REQUIRE(ConvertModel(dir.path(), dir.Join("out"), overwrite, nullptr).ok());
+  REQUIRE(ConvertModel(dir.Join("model.safetensors"), dir.Join("out"), overwrite, nullptr).ok());
   CHECK_FALSE(formats::IsRegularFile(dir.Join("out/keep.txt")));
   CHECK(formats::IsRegularFile(dir.Join("out/model.safetensors")));
 }
@@ -270,7 +272,7 @@ TEST_CASE("a malformed config.json fails before any output exists", "[merge][con
   TempDir dir;
   WriteModel(dir.path(), DType::kF32, {{"w", {1.0f}}});
   testing::WriteFileBytes(dir.Join("config.json"), "{\"a\": 1, \"a\": 2}");
-  auto failed = ConvertModel(dir.path(), dir.Join("out"), To(DType::kBF16), nullptr);
+  auto failed = ConvertModel(dir.Join("model.safetensors"), dir.Join("out"), To(DType::kBF16), nullptr);
   REQUIRE_FALSE(failed.ok());
   CHECK(failed.status().code() == formats::ErrorCode::kCorrupt);
   CHECK_THAT(failed.status().message(), Catch::Contains("config.json"));
