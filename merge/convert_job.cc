@@ -14,6 +14,7 @@
 #include "formats/output_overlap.h"
 #include "kernels/parallel.h"
 #include "merge/codec.h"
+#include "merge/fp8_model.h"
 #include "merge/gguf_model.h"
 #include "merge/scratch.h"
 
@@ -296,6 +297,7 @@ formats::Result<ConvertReport> ConvertModel(const std::string& in_ref, const std
     ALLOY_ASSIGN_OR_RETURN(std::string raw, formats::ReadSmallFile(config_path));
     ALLOY_ASSIGN_OR_RETURN(nlohmann::json config, formats::ParseStrictJson(raw, config_path));
     SetConfigDType(config, formats::DTypeTorchName(options.convert.dtype));
+    DropFp8QuantizationConfig(config);  // the weights are written dequantized
     config_text = config.dump(2) + "\n";
   }
   const bool copy_companions = GgufHeaderOf(*src) == nullptr;

@@ -12,6 +12,7 @@
 #include "formats/json_strict.h"
 #include "formats/model_dir.h"
 #include "kernels/quant.h"
+#include "merge/fp8_model.h"
 #include "merge/scratch.h"
 
 namespace alloy::merge {
@@ -648,7 +649,7 @@ Result<std::unique_ptr<TensorSource>> OpenCheckpoint(const std::string& path,
   ALLOY_ASSIGN_OR_RETURN(std::unique_ptr<TensorSource> src,
                          formats::OpenModel(path, access, warnings, symlinks));
   auto* gguf = dynamic_cast<GgufSource*>(src.get());
-  if (gguf == nullptr) return src;
+  if (gguf == nullptr) return OpenFp8Aware(std::move(src), path, symlinks);  // merge/fp8_model.h
   src.release();
   return std::unique_ptr<TensorSource>(
       new DequantizingSource(std::unique_ptr<GgufSource>(gguf)));

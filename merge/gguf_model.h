@@ -36,7 +36,8 @@
 
 namespace alloy::merge {
 
-// formats::OpenModel plus dequantization of GGUF block-quantized tensors.
+// formats::OpenModel plus dequantization of GGUF block-quantized tensors and
+// of block-scaled FP8 checkpoints (merge/fp8_model.h).
 formats::Result<std::unique_ptr<formats::TensorSource>> OpenCheckpoint(
     const std::string& path, formats::FileAccess access = formats::FileAccess::kPread,
     std::vector<std::string>* warnings = nullptr,

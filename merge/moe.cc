@@ -18,6 +18,7 @@
 #include "kernels/random.h"
 #include "merge/codec.h"
 #include "merge/convert_job.h"
+#include "merge/fp8_model.h"
 #include "merge/merge_job.h"
 #include "merge/model_opener.h"
 #include "merge/moe_recipe.h"
@@ -462,6 +463,7 @@ int64_t ConfigInt(const nlohmann::json& c, const char* key, int64_t fallback) {
 nlohmann::json MoeConfig(const ArchInfo& arch, const nlohmann::json& base, const MoeRecipe& r,
                          size_t n_experts, size_t n_shared, DType dtype) {
   nlohmann::json c = base.is_object() ? base : nlohmann::json::object();
+  DropFp8QuantizationConfig(c);  // experts are read dequantized
   const int64_t k = r.experts_per_token;
   const int64_t inter = ConfigInt(base, "intermediate_size", 0);
   c["architectures"] = {arch.architecture};

@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "merge/fp8_model.h"
 #include "merge/plan_internal.h"
 
 namespace alloy::merge {
@@ -330,6 +331,7 @@ formats::Result<MergePlan> Planner::Run() {
   // §3.4: the donor's config with the output dtype and, for slices, the layer
   // count.
   plan_.output_config = configs_[plan_.config_donor];
+  DropFp8QuantizationConfig(plan_.output_config);  // inputs are read dequantized
   if (plan_.output_config.is_object()) {
     const std::string dtype_key =
         plan_.output_config.contains("dtype") && !plan_.output_config.contains("torch_dtype")

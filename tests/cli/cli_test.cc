@@ -70,6 +70,37 @@ TEST_CASE("inspect --json parameter count is the sum of shape products", "[cli][
   }
 }
 
+TEST_CASE("inspect lists the weights of an fp8 block-scaled model as F32 without scale tensors",
+          "[cli][inspect][fp8]") {
+  TempDir dir;
+  const std::string m = dir.Join("fp8");
+  testing::WriteFileBytes(m + "/config.json",
+                          R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+                              "quantization_config": {"quant_method": "fp8",
+                                                      "weight_block_size": [128, 128]}})");
+  testing::SafetensorsBuilder b;
+  b.Add("model.layers.0.mlp.up_proj.weight", "F8_E4M3", {4, 3}, std::string(12, '\x38'));
+  b.Add("model.layers.0.mlp.up_proj.weight_scale_inv", "F32", {1, 1},
+        testing::F32Bytes({0.25f}));
+  b.Add("model.norm.weight", "F32", {3}, testing::F32Bytes({1.0f, 1.0f, 1.0f}));
+  testing::WriteFileBytes(m + "/model.safetensors", b.Build());
+  Run r = Inspect({m, true, false, true});
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  REQUIRE(j["tensors"].size() == 2);
+  for (const auto& t : j["tensors"]) {
+    CHECK(t["dtype"] == "F32");
+    CHECK(t["name"].get<std::string>().find("_scale_inv") == std::string::npos);
+  }
+  CHECK(j["tensors"][0]["name"] == "model.layers.0.mlp.up_proj.weight");
+  CHECK(j["tensors"][0]["bytes"] == 48);
+  r = Binary("inspect --tensors " + testing_support::Q(m), dir);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("model.layers.0.mlp.up_proj.weight  F32  [4, 3]") &&
+                        !Catch::Contains("scale_inv") && !Catch::Contains("F8_E4M3"));
+}
+
 TEST_CASE("every malformed safetensors case exits 2 with its reason", "[cli][malformed]") {
   TempDir dir;
   const auto cases = testing::MalformedSafetensorsCases();

@@ -420,6 +420,54 @@ std::vector<testing::FixtureTensor> LoraModule(const std::string& module, int64_
           testing::PatternTensor(key + ".lora_B.weight", formats::DType::kF32, {out, rank_b}, 2)};
 }
 
+// An FP8-quantized model directory (config.json quant_method "fp8", blocks
+// of 2 × 2) whose 4 × 4 F8_E4M3 weight has `scale` (name, dtype, shape) as its
+// scale tensor, or none when `scale` is empty (§7 67).
+std::string Fp8Model(const std::string& dir, const std::string& scale_name,
+                     const std::string& scale_dtype, std::vector<int64_t> scale_shape) {
+  const std::string m = dir + "/m";
+  WriteFileBytes(m + "/config.json",
+                 R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+                     "quantization_config": {"quant_method": "fp8",
+                                             "weight_block_size": [2, 2]}})");
+  SafetensorsBuilder b;
+  b.Add("model.layers.0.mlp.down_proj.weight", "F8_E4M3", {4, 4}, std::string(16, '\x38'));
+  if (!scale_name.empty()) {
+    int64_t n = 1;
+    for (int64_t d : scale_shape) n *= d;
+    b.Add(scale_name, scale_dtype, scale_shape,
+          std::string(static_cast<size_t>(n) * (scale_dtype == "F32" ? 4 : 2), '\0'));
+  }
+  WriteFileBytes(m + "/model.safetensors", b.Build());
+  return m;
+}
+
+void AddFp8Cases(std::vector<CorpusCase>* cases) {
+  const std::string w = "model.layers.0.mlp.down_proj.weight";
+  const std::string missing = "FP8 tensor '" + w + "' has no '" + w +
+                              "_scale_inv' scale tensor: refusing to dequantize";
+  cases->push_back({"fp8/67_scale_missing_inspect",
+                    [](const std::string& dir) { return Inspect(Fp8Model(dir, "", "", {})); },
+                    missing});
+  cases->push_back({"convert/67_fp8_scale_missing",
+                    [](const std::string& dir) {
+                      return Invocation{"", "convert " + Q(Fp8Model(dir, "", "", {})) + " " +
+                                                Q(dir + "/out") + " --dtype bf16"};
+                    },
+                    missing});
+  cases->push_back({"fp8/67_scale_wrong_shape",
+                    [w](const std::string& dir) {
+                      return Inspect(Fp8Model(dir, w + "_scale_inv", "F32", {1, 2}));
+                    },
+                    "has shape [1, 2] but '" + w + "' of shape [4, 4] with block size [2, 2] "
+                    "needs [2, 2]"});
+  cases->push_back({"fp8/67_scale_wrong_dtype",
+                    [w](const std::string& dir) {
+                      return Inspect(Fp8Model(dir, w + "_scale_inv", "I16", {2, 2}));
+                    },
+                    "a block scale must be F32, BF16 or F16"});
+}
+
 void AddConversionAndAdapterCases(std::vector<CorpusCase>* cases) {
   cases->push_back({"convert/66_bf16_1e5_to_f16",
                     [](const std::string& dir) {
@@ -650,6 +698,7 @@ std::vector<CorpusCase> Corpus() {
   AddTorchCases(&cases);
   AddDirectoryCases(&cases);
   AddConversionAndAdapterCases(&cases);
+  AddFp8Cases(&cases);
   AddRecipeCases(&cases);
   return cases;
 }
