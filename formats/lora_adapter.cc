@@ -85,6 +85,24 @@ Result<std::unique_ptr<LoraAdapter>> LoraAdapter::Open(const std::string& dir, F
                                   "adapter_config.json and adapter_model.safetensors");
   }
   ALLOY_ASSIGN_OR_RETURN(std::string text, ReadSmallFile(config_path));
+  const WeightsOpener open_weights = [&]() -> Result<std::unique_ptr<TensorSource>> {
+    const std::string weights = dir + "/adapter_model.safetensors";
+    if (!IsRegularFile(weights)) {
+      if (IsRegularFile(dir + "/adapter_model.bin")) {
+        return Status::Unsupported(dir + ": adapter_model.bin (a pickle) is not supported yet; "
+                                         "save the adapter with safe_serialization=True");
+      }
+      return Status::NotFound(dir + ": adapter_config.json is there but "
+                                    "adapter_model.safetensors is missing");
+    }
+    return OpenSafetensorsFile(weights, access);
+  };
+  return OpenFromConfigText(dir, text, open_weights);
+}
+
+Result<std::unique_ptr<LoraAdapter>> LoraAdapter::OpenFromConfigText(
+    const std::string& dir, std::string_view text, const WeightsOpener& open_weights) {
+  const std::string config_path = dir + "/adapter_config.json";
   ALLOY_ASSIGN_OR_RETURN(nlohmann::json config, ParseStrictJson(text, config_path));
   if (!config.is_object()) return Status::Corrupt(config_path + ": not a JSON object");
   // Key order matters for rank_pattern and alpha_pattern (first match wins);
@@ -144,15 +162,7 @@ Result<std::unique_ptr<LoraAdapter>> LoraAdapter::Open(const std::string& dir, F
   }
 
   const std::string weights = dir + "/adapter_model.safetensors";
-  if (!IsRegularFile(weights)) {
-    if (IsRegularFile(dir + "/adapter_model.bin")) {
-      return Status::Unsupported(dir + ": adapter_model.bin (a pickle) is not supported yet; "
-                                       "save the adapter with safe_serialization=True");
-    }
-    return Status::NotFound(dir + ": adapter_config.json is there but adapter_model.safetensors "
-                                  "is missing");
-  }
-  ALLOY_ASSIGN_OR_RETURN(adapter->tensors_, OpenSafetensorsFile(weights, access));
+  ALLOY_ASSIGN_OR_RETURN(adapter->tensors_, open_weights());
 
   std::vector<std::string> order;  // modules in file order
   std::map<std::string, Parts> parts;

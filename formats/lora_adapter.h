@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -56,6 +57,15 @@ class LoraAdapter {
   static Result<std::unique_ptr<LoraAdapter>> Open(
       const std::string& dir, FileAccess access = FileAccess::kPread,
       SymlinkPolicy symlinks = SymlinkPolicy::kStayInside);
+
+  // Open's work once adapter_config.json's text is read: parses `text` (named
+  // `dir`/adapter_config.json in messages), then calls `open_weights` for
+  // adapter_model.safetensors and resolves the deltas. The fuzz target passes
+  // an in-memory adapter.
+  using WeightsOpener = std::function<Result<std::unique_ptr<TensorSource>>()>;
+  static Result<std::unique_ptr<LoraAdapter>> OpenFromConfigText(const std::string& dir,
+                                                                 std::string_view text,
+                                                                 const WeightsOpener& open_weights);
 
   const std::string& directory() const { return directory_; }
   // adapter_model.safetensors.

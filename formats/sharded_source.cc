@@ -140,6 +140,25 @@ Result<std::unique_ptr<TensorSource>> OpenShardedIndex(const std::string& index_
                                                        SymlinkPolicy symlinks) {
   const std::string dir = ParentDirectory(index_path);
   ALLOY_ASSIGN_OR_RETURN(std::string text, ReadSmallFile(index_path));
+  const ShardOpener open_file =
+      [&](const std::string& shard, const std::string& path) -> Result<std::unique_ptr<TensorSource>> {
+    ALLOY_RETURN_IF_ERROR(CheckInsideDirectory(dir, path, symlinks));
+    if (!IsRegularFile(path)) {
+      return Status::Corrupt(index_path + ": missing shard " + Quote(shard) + " (expected at " +
+                             path + "; incomplete download?)");
+    }
+    return format == ShardFormat::kTorch ? OpenTorchFile(path, access)
+                                         : OpenSafetensorsFile(path, access);
+  };
+  return OpenShardedIndexText(text, index_path, format, open_file, warnings);
+}
+
+Result<std::unique_ptr<TensorSource>> OpenShardedIndexText(std::string_view text,
+                                                           const std::string& index_path,
+                                                           ShardFormat format,
+                                                           const ShardOpener& open_shard,
+                                                           std::vector<std::string>* warnings) {
+  const std::string dir = ParentDirectory(index_path);
   Result<nlohmann::json> parsed = ParseStrictJson(text, index_path);
   if (!parsed.ok()) return Status::Corrupt("invalid index: " + parsed.status().message());
   const nlohmann::json& index = *parsed;
@@ -174,14 +193,7 @@ Result<std::unique_ptr<TensorSource>> OpenShardedIndex(const std::string& index_
   std::vector<std::string> files;
   for (const std::string& shard : shard_names) {
     const std::string path = dir + "/" + shard;
-    ALLOY_RETURN_IF_ERROR(CheckInsideDirectory(dir, path, symlinks));
-    if (!IsRegularFile(path)) {
-      return Status::Corrupt(index_path + ": missing shard " + Quote(shard) + " (expected at " +
-                             path + "; incomplete download?)");
-    }
-    ALLOY_ASSIGN_OR_RETURN(std::unique_ptr<TensorSource> src,
-                           format == ShardFormat::kTorch ? OpenTorchFile(path, access)
-                                                         : OpenSafetensorsFile(path, access));
+    ALLOY_ASSIGN_OR_RETURN(std::unique_ptr<TensorSource> src, open_shard(shard, path));
     shards.push_back(std::move(src));
     files.push_back(path);
   }

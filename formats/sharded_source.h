@@ -5,8 +5,10 @@
 // Thread safety: the returned source is safe to use from several threads.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "formats/byte_source.h"
@@ -42,5 +44,20 @@ enum class ShardFormat : uint8_t { kSafetensors, kTorch };
 Result<std::unique_ptr<TensorSource>> OpenShardedIndex(
     const std::string& index_path, ShardFormat format, FileAccess access,
     std::vector<std::string>* warnings, SymlinkPolicy symlinks = SymlinkPolicy::kStayInside);
+
+// Opens the shard `shard` (a validated weight_map value) found at `path`
+// (the index's directory + "/" + shard).
+using ShardOpener = std::function<Result<std::unique_ptr<TensorSource>>(const std::string& shard,
+                                                                        const std::string& path)>;
+
+// OpenShardedIndex with the index's text given and the shards opened by
+// `open_shard` (OpenShardedIndex's opener checks the symlink policy and that
+// the file exists, then opens it). `index_path` names the index in messages
+// and gives the shards' directory. The fuzz target opens in-memory shards.
+Result<std::unique_ptr<TensorSource>> OpenShardedIndexText(std::string_view text,
+                                                           const std::string& index_path,
+                                                           ShardFormat format,
+                                                           const ShardOpener& open_shard,
+                                                           std::vector<std::string>* warnings);
 
 }  // namespace alloy::formats

@@ -295,7 +295,7 @@ constexpr size_t PackedElems(size_t rows) {
 
 template <bool kTransposed, typename T>
 void GemmImpl(const T* a, size_t lda, const double* b, size_t ldb, double* c, size_t ldc, size_t m,
-              size_t n, size_t k, bool accumulate) noexcept {
+              size_t n, size_t k, bool accumulate) {
   if (m == 0 || n == 0) return;
   if (k == 0) {
     if (!accumulate) {
@@ -342,22 +342,22 @@ void GemmImpl(const T* a, size_t lda, const double* b, size_t ldb, double* c, si
 }  // namespace
 
 void Gemm(const float* a, size_t lda, const double* b, size_t ldb, double* c, size_t ldc, size_t m,
-          size_t n, size_t k, bool accumulate) noexcept {
+          size_t n, size_t k, bool accumulate) {
   GemmImpl<false>(a, lda, b, ldb, c, ldc, m, n, k, accumulate);
 }
 
 void Gemm(const double* a, size_t lda, const double* b, size_t ldb, double* c, size_t ldc, size_t m,
-          size_t n, size_t k, bool accumulate) noexcept {
+          size_t n, size_t k, bool accumulate) {
   GemmImpl<false>(a, lda, b, ldb, c, ldc, m, n, k, accumulate);
 }
 
 void GemmTransposed(const float* a, size_t lda, const double* b, size_t ldb, double* c, size_t ldc,
-                    size_t m, size_t n, size_t k, bool accumulate) noexcept {
+                    size_t m, size_t n, size_t k, bool accumulate) {
   GemmImpl<true>(a, lda, b, ldb, c, ldc, m, n, k, accumulate);
 }
 
 void GemmTransposed(const double* a, size_t lda, const double* b, size_t ldb, double* c, size_t ldc,
-                    size_t m, size_t n, size_t k, bool accumulate) noexcept {
+                    size_t m, size_t n, size_t k, bool accumulate) {
   GemmImpl<true>(a, lda, b, ldb, c, ldc, m, n, k, accumulate);
 }
 

@@ -22,21 +22,24 @@
 
 namespace alloy::kernels {
 
+// The products allocate packing buffers: they throw std::bad_alloc when memory
+// runs out (under --memory-limit), which unwinds to the command.
+//
 // C[i][j] (= or +=) Σ_k A[i][k] · B[k][j] for i < m, j < n, k < K.
 // A: m × K float32 or float64, row i at a + i·lda; B: K × n float64, row k at
 // b + k·ldb; C: m × n float64, row i at c + i·ldc. C must not overlap A or B.
 // REQUIRES: lda ≥ K, ldb ≥ n, ldc ≥ n.
 void Gemm(const float* a, size_t lda, const double* b, size_t ldb, double* c, size_t ldc, size_t m,
-          size_t n, size_t k, bool accumulate) noexcept;
+          size_t n, size_t k, bool accumulate);
 void Gemm(const double* a, size_t lda, const double* b, size_t ldb, double* c, size_t ldc, size_t m,
-          size_t n, size_t k, bool accumulate) noexcept;
+          size_t n, size_t k, bool accumulate);
 
 // C[i][j] (= or +=) Σ_k A[k][i] · B[k][j] for i < m, j < n, k < K: C = Aᵀ·B.
 // A: K × m float32 or float64, row k at a + k·lda; B and C as in Gemm.
 // REQUIRES: lda ≥ m, ldb ≥ n, ldc ≥ n.
 void GemmTransposed(const float* a, size_t lda, const double* b, size_t ldb, double* c, size_t ldc,
-                    size_t m, size_t n, size_t k, bool accumulate) noexcept;
+                    size_t m, size_t n, size_t k, bool accumulate);
 void GemmTransposed(const double* a, size_t lda, const double* b, size_t ldb, double* c, size_t ldc,
-                    size_t m, size_t n, size_t k, bool accumulate) noexcept;
+                    size_t m, size_t n, size_t k, bool accumulate);
 
 }  // namespace alloy::kernels

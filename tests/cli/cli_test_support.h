@@ -15,6 +15,21 @@
 
 namespace alloy::cli::testing_support {
 
+// True in ASan/UBSan/TSan builds. Their runtimes reserve terabytes of address
+// space for shadow memory, so tests that cap address space or data size
+// (ulimit -v, --memory-limit) cannot run there.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool kSanitizedBuild = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+inline constexpr bool kSanitizedBuild = true;
+#else
+inline constexpr bool kSanitizedBuild = false;
+#endif
+#else
+inline constexpr bool kSanitizedBuild = false;
+#endif
+
 struct Run {
   int code = -1;
   std::string out, err;

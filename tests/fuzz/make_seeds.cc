@@ -14,6 +14,7 @@
 
 #include "formats/gguf.h"
 #include "tests/fuzz/fuzz_support.h"
+#include "tests/testing/tokenizer_fixtures.h"
 #include "tests/testing/torch_builder.h"
 
 namespace fs = std::filesystem;
@@ -98,82 +99,6 @@ alloy::formats::Status WriteGgufSeeds(const fs::path& dir, int* n) {
 
 void PutLe(std::string* out, uint64_t v, int n) {
   for (int i = 0; i < n; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-}
-
-// A STORED zip laid out as torch.save writes it (payloads 64-byte aligned by
-// an `FB` local extra field, optional ZIP64 end record) but with every CRC-32
-// left 0, which the reader takes as "not recorded" (zip_reader.h): a mutated
-// data.pkl then reaches the unpickler instead of failing the CRC check.
-std::string StoredZipNoCrc(const std::vector<alloy::testing::ZipEntrySpec>& entries,
-                           bool zip64_end) {
-  std::string out;
-  std::vector<uint64_t> offsets;
-  for (const auto& e : entries) {
-    offsets.push_back(out.size());
-    PutLe(&out, 0x04034b50, 4);
-    PutLe(&out, 20, 2);  // version needed
-    PutLe(&out, 0, 2);   // flags
-    PutLe(&out, 0, 2);   // STORED
-    PutLe(&out, 0, 4);   // time, date
-    PutLe(&out, 0, 4);   // CRC-32: not recorded
-    PutLe(&out, e.payload.size(), 4);
-    PutLe(&out, e.payload.size(), 4);
-    PutLe(&out, e.name.size(), 2);
-    const uint64_t header_end = out.size() + 2 + e.name.size() + 4;
-    const uint64_t pad = (64 - header_end % 64) % 64;
-    PutLe(&out, 4 + pad, 2);
-    out += e.name;
-    out += "FB";
-    PutLe(&out, pad, 2);
-    out.append(static_cast<size_t>(pad), 'Z');
-    out += e.payload;
-  }
-  const uint64_t cd_offset = out.size();
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const auto& e = entries[i];
-    PutLe(&out, 0x02014b50, 4);
-    PutLe(&out, 20, 2);  // made by
-    PutLe(&out, 20, 2);  // needed
-    PutLe(&out, 0, 2);   // flags
-    PutLe(&out, 0, 2);   // STORED
-    PutLe(&out, 0, 4);   // time, date
-    PutLe(&out, 0, 4);   // CRC-32
-    PutLe(&out, e.payload.size(), 4);
-    PutLe(&out, e.payload.size(), 4);
-    PutLe(&out, e.name.size(), 2);
-    PutLe(&out, 0, 2);  // extra
-    PutLe(&out, 0, 2);  // comment
-    PutLe(&out, 0, 2);  // disk
-    PutLe(&out, 0, 2);  // internal attributes
-    PutLe(&out, 0, 4);  // external attributes
-    PutLe(&out, offsets[i], 4);
-    out += e.name;
-  }
-  const uint64_t cd_size = out.size() - cd_offset;
-  if (zip64_end) {
-    const uint64_t zip64_offset = out.size();
-    PutLe(&out, 0x06064b50, 4);
-    PutLe(&out, 44, 8);
-    PutLe(&out, 45, 2);
-    PutLe(&out, 45, 2);
-    PutLe(&out, 0, 8);  // disks
-    PutLe(&out, entries.size(), 8);
-    PutLe(&out, entries.size(), 8);
-    PutLe(&out, cd_size, 8);
-    PutLe(&out, cd_offset, 8);
-    PutLe(&out, 0x07064b50, 4);
-    PutLe(&out, 0, 4);
-    PutLe(&out, zip64_offset, 8);
-    PutLe(&out, 1, 4);
-  }
-  PutLe(&out, 0x06054b50, 4);
-  PutLe(&out, 0, 4);  // disks
-  PutLe(&out, entries.size(), 2);
-  PutLe(&out, entries.size(), 2);
-  PutLe(&out, cd_size, 4);
-  PutLe(&out, cd_offset, 4);
-  PutLe(&out, 0, 2);  // comment
-  return out;
 }
 
 std::string F32Bytes(size_t n, float first) {
@@ -270,8 +195,10 @@ void WriteTorchSeeds(const fs::path& torch_dir, const fs::path& pickle_dir, int*
     seeds.push_back({"gen-state-dict.bin", b});
   }
   for (const Seed& seed : seeds) {
-    alloy::fuzz::WriteFile((torch_dir / seed.name).string(),
-                    StoredZipNoCrc(seed.builder.Entries(), seed.zip64_end));
+    alloy::testing::ZipOptions zip;
+    zip.zip64_end = seed.zip64_end;
+    zip.record_crc = false;
+    alloy::fuzz::WriteFile((torch_dir / seed.name).string(), seed.builder.Build(zip));
     if (!seed.zip64_end) {
       alloy::fuzz::WriteFile((pickle_dir / (std::string(seed.name) + ".pkl")).string(),
                       seed.builder.PickleBytes());
@@ -304,7 +231,7 @@ int main(int argc, char** argv) {
   }
   for (const char* t :
        {"safetensors_fuzz", "sharded_index_fuzz", "lora_config_fuzz", "gguf_fuzz", "torch_fuzz",
-        "pickle_fuzz"}) {
+        "pickle_fuzz", "tokenizer_fuzz"}) {
     fs::create_directories(out / t);
   }
   const auto copy = [](const fs::path& from, const fs::path& to) {
@@ -326,6 +253,17 @@ int main(int argc, char** argv) {
   }
   int n_torch = 0;
   WriteTorchSeeds(out / "torch_fuzz", out / "pickle_fuzz", &n_torch);
+  // tokenizer.json: the fixture model's (WordLevel) and the test styles.
+  copy(model + "/tokenizer.json", out / "tokenizer_fuzz" / "gen-wordlevel.json");
+  namespace t = alloy::testing;
+  const std::pair<const char*, nlohmann::json> tokenizers[] = {
+      {"gen-gpt2.json", t::Gpt2Style()},           {"gen-llama3.json", t::Llama3Style()},
+      {"gen-llama2-legacy.json", t::Llama2Style(true)},
+      {"gen-llama2.json", t::Llama2Style(false)},  {"gen-unigram.json", t::UnigramStyle(true)},
+      {"gen-wordpiece.json", t::WordPieceStyle()}};
+  for (const auto& [name, json] : tokenizers) {
+    alloy::fuzz::WriteFile((out / "tokenizer_fuzz" / name).string(), json.dump());
+  }
   std::printf("make_seeds: %d shard seeds + index + adapter + %d gguf + %d torch into %s\n", n,
               n_gguf, n_torch, out.c_str());
   return 0;

@@ -8,7 +8,7 @@ shift
 here=$(cd "$(dirname "$0")" && pwd)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(safetensors_fuzz sharded_index_fuzz recipe_fuzz moe_recipe_fuzz lora_config_fuzz gguf_fuzz
-  torch_fuzz pickle_fuzz)
+  torch_fuzz pickle_fuzz tokenizer_fuzz)
 status=0
 for t in "${targets[@]}"; do
   files=()

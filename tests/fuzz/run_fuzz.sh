@@ -16,11 +16,12 @@ root=$(cd "$here/../.." && pwd)
 recipes="$root/../shared/recipes"
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(safetensors_fuzz sharded_index_fuzz recipe_fuzz moe_recipe_fuzz lora_config_fuzz gguf_fuzz
-  torch_fuzz pickle_fuzz)
+  torch_fuzz pickle_fuzz tokenizer_fuzz)
 
 max_len() {
   case $1 in
     safetensors_fuzz|gguf_fuzz|torch_fuzz|pickle_fuzz) echo 4096 ;;
+    tokenizer_fuzz) echo 16384 ;;
     sharded_index_fuzz|lora_config_fuzz) echo 2048 ;;
     *) echo 8192 ;;
   esac

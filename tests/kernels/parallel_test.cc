@@ -6,8 +6,11 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <atomic>
 #include <cstdint>
+#include <new>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -57,6 +60,34 @@ TEST_CASE("ParallelForChunks covers every element once with fixed chunks", "[ker
     CheckCoverage(1000, 7, threads);
     CheckCoverage(100003, 1024, threads);
     CheckCoverage(3 * kDefaultChunkElems + 5, 0, threads);  // 0 = default chunk
+  }
+}
+
+TEST_CASE("an exception thrown by a chunk reaches the caller after the loop", "[kernels]") {
+  ThreadsGuard guard;
+  for (int threads : {1, 2, 4}) {
+    CAPTURE(threads);
+    SetThreads(threads);
+    std::atomic<size_t> ran{0};
+    CHECK_THROWS_AS(ParallelForChunks(1000, 10,
+                                      [&](size_t idx, size_t, size_t) {
+                                        ran.fetch_add(1);
+                                        if (idx == 3) throw std::bad_alloc();
+                                      }),
+                    std::bad_alloc);
+    // Chunks not started when the error was caught are skipped.
+    CHECK(ran.load() >= 1);
+    CHECK(ran.load() <= 100);
+    // Every chunk throwing: one exception comes out, whichever was first.
+    CHECK_THROWS_AS(ParallelForChunks(
+                        64, 1, [](size_t, size_t, size_t) { throw std::runtime_error("chunk"); }),
+                    std::runtime_error);
+    // The next loop runs normally.
+    std::vector<int> hits(100, 0);
+    ParallelForChunks(100, 7, [&](size_t, size_t b, size_t e) {
+      for (size_t i = b; i < e; ++i) ++hits[i];
+    });
+    CHECK(std::all_of(hits.begin(), hits.end(), [](int h) { return h == 1; }));
   }
 }
 

@@ -211,7 +211,7 @@ std::string BuildZip(const std::vector<ZipEntrySpec>& entries, const ZipOptions&
     out.append(static_cast<size_t>(pad), 'Z');
     out += e.payload;
     PutLe(&out, 0x08074b50, 4);
-    PutLe(&out, formats::Crc32(e.payload), 4);
+    PutLe(&out, options.record_crc ? formats::Crc32(e.payload) : 0, 4);
     PutLe(&out, e.payload.size(), 4);
     PutLe(&out, e.uncompressed_size.value_or(e.payload.size()), 4);
   }
@@ -224,7 +224,7 @@ std::string BuildZip(const std::vector<ZipEntrySpec>& entries, const ZipOptions&
     PutLe(&out, kFlags, 2);
     PutLe(&out, e.method, 2);
     PutLe(&out, 0, 4);
-    PutLe(&out, formats::Crc32(e.payload), 4);
+    PutLe(&out, options.record_crc ? formats::Crc32(e.payload) : 0, 4);
     PutLe(&out, e.payload.size(), 4);
     PutLe(&out, e.uncompressed_size.value_or(e.payload.size()), 4);
     PutLe(&out, e.name.size(), 2);

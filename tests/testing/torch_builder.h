@@ -69,6 +69,9 @@ struct ZipEntrySpec {
 struct ZipOptions {
   bool zip64_end = true;       // ZIP64 end record + locator before the EOCD (torch does)
   std::string trailing{};      // bytes after the EOCD
+  // false: every CRC-32 is 0, which the reader takes as "not recorded"
+  // (zip_reader.h); the fuzz seeds use it so a mutated entry still gets read.
+  bool record_crc = true;
 };
 
 std::string BuildZip(const std::vector<ZipEntrySpec>& entries, const ZipOptions& options = {});
