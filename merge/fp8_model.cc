@@ -14,6 +14,7 @@
 #include "formats/json_strict.h"
 #include "formats/model_dir.h"
 #include "merge/codec.h"
+#include "merge/relisted_source.h"
 #include "merge/scratch.h"
 
 namespace alloy::merge {
@@ -96,27 +97,13 @@ Fp8Buffers& ThreadFp8Buffers() {
   return buffers;
 }
 
-class Fp8Source final : public TensorSource {
+class Fp8Source final : public RelistedSource {
  public:
   Fp8Source(std::unique_ptr<TensorSource> inner, std::vector<TensorInfo> infos,
             std::vector<Entry> entries, std::array<int64_t, 2> block)
-      : inner_(std::move(inner)),
-        infos_(std::move(infos)),
+      : RelistedSource(std::move(inner), std::move(infos)),
         entries_(std::move(entries)),
-        block_(block) {
-    for (size_t i = 0; i < infos_.size(); ++i) by_name_.emplace(infos_[i].name, i);
-  }
-
-  const std::string& name() const override { return inner_->name(); }
-  const std::vector<TensorInfo>& tensors() const override { return infos_; }
-  const TensorInfo* Find(std::string_view name) const override {
-    auto it = by_name_.find(name);
-    return it == by_name_.end() ? nullptr : &infos_[it->second];
-  }
-  const std::map<std::string, std::string>& metadata() const override {
-    return inner_->metadata();
-  }
-  const std::vector<std::string>& files() const override { return inner_->files(); }
+        block_(block) {}
 
   Result<std::span<const uint8_t>> View(const TensorInfo& info) override {
     const Entry& e = Lookup(info);
@@ -173,12 +160,7 @@ class Fp8Source final : public TensorSource {
   }
 
  private:
-  const Entry& Lookup(const TensorInfo& info) const {
-    if (&info >= infos_.data() && &info < infos_.data() + infos_.size()) {
-      return entries_[static_cast<size_t>(&info - infos_.data())];
-    }
-    return entries_[by_name_.at(info.name)];
-  }
+  const Entry& Lookup(const TensorInfo& info) const { return entries_[IndexOf(info)]; }
 
   // Dequantizes elements [first, first + n) of `e` into the thread's
   // `values`: fp8 decoded exactly to float32, then multiplied by the float32
@@ -229,11 +211,8 @@ class Fp8Source final : public TensorSource {
     return Status::OK();
   }
 
-  std::unique_ptr<TensorSource> inner_;
-  std::vector<TensorInfo> infos_;
   std::vector<Entry> entries_;
   std::array<int64_t, 2> block_;
-  std::map<std::string, size_t, std::less<>> by_name_;
   std::mutex mu_;
   std::map<std::string, std::vector<uint8_t>> views_;
 };

@@ -13,6 +13,7 @@
 #include "formats/model_dir.h"
 #include "kernels/quant.h"
 #include "merge/fp8_model.h"
+#include "merge/relisted_source.h"
 #include "merge/scratch.h"
 
 namespace alloy::merge {
@@ -218,25 +219,11 @@ uint64_t RowSource(uint64_t r, uint64_t head_dim, bool to_gguf) {
   return h * head_dim + 2 * (j % half) + j / half;
 }
 
-class MappedSource final : public TensorSource {
+class MappedSource final : public RelistedSource {
  public:
   MappedSource(std::unique_ptr<TensorSource> inner, std::vector<TensorInfo> infos,
                std::vector<Mapped> mapped)
-      : inner_(std::move(inner)), infos_(std::move(infos)), mapped_(std::move(mapped)) {
-    for (size_t i = 0; i < infos_.size(); ++i) by_name_.emplace(infos_[i].name, i);
-  }
-
-  const std::string& name() const override { return inner_->name(); }
-  const std::vector<TensorInfo>& tensors() const override { return infos_; }
-  const TensorInfo* Find(std::string_view name) const override {
-    auto it = by_name_.find(name);
-    return it == by_name_.end() ? nullptr : &infos_[it->second];
-  }
-  const std::map<std::string, std::string>& metadata() const override {
-    return inner_->metadata();
-  }
-  const std::vector<std::string>& files() const override { return inner_->files(); }
-  const TensorSource& inner() const { return *inner_; }
+      : RelistedSource(std::move(inner), std::move(infos)), mapped_(std::move(mapped)) {}
 
   Result<std::span<const uint8_t>> View(const TensorInfo& info) override {
     const Mapped& m = Lookup(info);
@@ -274,17 +261,9 @@ class MappedSource final : public TensorSource {
   }
 
  private:
-  const Mapped& Lookup(const TensorInfo& info) const {
-    if (&info >= infos_.data() && &info < infos_.data() + infos_.size()) {
-      return mapped_[static_cast<size_t>(&info - infos_.data())];
-    }
-    return mapped_[by_name_.at(info.name)];
-  }
+  const Mapped& Lookup(const TensorInfo& info) const { return mapped_[IndexOf(info)]; }
 
-  std::unique_ptr<TensorSource> inner_;
-  std::vector<TensorInfo> infos_;
   std::vector<Mapped> mapped_;
-  std::map<std::string, size_t, std::less<>> by_name_;
   Materialized views_;
 };
 

@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "examples/tiny_models.h"
 #include "formats/model_dir.h"
 #include "tests/testing/temp_dir.h"
 
@@ -56,6 +57,17 @@ inline Run Binary(const std::string& args, const alloy::testing::TempDir& dir) {
   r.out = alloy::testing::ReadFileBytes(dir.Join("stdout.txt"));
   r.err = alloy::testing::ReadFileBytes(dir.Join("stderr.txt"));
   return r;
+}
+
+// The "tiny" llama preset (fine-tune `index`; 0 is the base) written to
+// dir/name; returns its path.
+inline std::string TinyLlama(const alloy::testing::TempDir& dir, const std::string& name,
+                             int index = 0) {
+  alloy::examples::TinyModelSpec spec =
+      *alloy::examples::TinyModelPreset("tiny", alloy::examples::Family::kLlama);
+  spec.model_index = index;
+  REQUIRE(alloy::examples::WriteTinyModel(spec, dir.Join(name)).ok());
+  return dir.Join(name);
 }
 
 // Single-quoted for the shell.

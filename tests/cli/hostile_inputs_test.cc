@@ -26,6 +26,7 @@ using testing::TempDir;
 using testing::WriteFileBytes;
 using testing_support::Binary;
 using testing_support::Q;
+using testing_support::TinyLlama;
 using testing_support::Run;
 
 struct ShellRun {
@@ -54,12 +55,6 @@ ShellRun RunMeasured(const std::string& cmd) {
 
 constexpr const char* kOutside = "symlink leads outside the model directory";
 
-std::string TinyLlama(const TempDir& dir, const std::string& name, int index = 0) {
-  examples::TinyModelSpec spec = *examples::TinyModelPreset("tiny", examples::Family::kLlama);
-  spec.model_index = index;
-  REQUIRE(examples::WriteTinyModel(spec, dir.Join(name)).ok());
-  return dir.Join(name);
-}
 
 // Replaces `file` of the model directory `dir` by a symlink to `target`.
 void LinkOut(const std::string& dir, const std::string& file, const std::string& target) {

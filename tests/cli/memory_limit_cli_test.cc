@@ -20,13 +20,8 @@ using testing::TempDir;
 using testing::WriteFileBytes;
 using testing_support::Binary;
 using testing_support::Q;
+using testing_support::TinyLlama;
 
-std::string TinyLlama(const TempDir& dir, const std::string& name, int index) {
-  examples::TinyModelSpec spec = *examples::TinyModelPreset("tiny", examples::Family::kLlama);
-  spec.model_index = index;
-  REQUIRE(examples::WriteTinyModel(spec, dir.Join(name)).ok());
-  return dir.Join(name);
-}
 
 // One layer whose MLP matrices are 16384 x 1024: a ΔW of 64 MiB in float32.
 std::string WideLlama(const TempDir& dir, const std::string& name, int index) {
