@@ -36,6 +36,57 @@ Result<bool> Bool(const nlohmann::json& config, const char* key, bool fallback,
   return config[key].get<bool>();
 }
 
+// std::regex backtracks, so a hostile key can take exponential time (found by
+// lora_config_fuzz: 50 empty alternatives around `.*+` hung for minutes). Keys
+// are module names or simple regexes in practice; refused: longer than 256
+// characters, more than 32 alternatives, an empty alternative, a quantifier
+// stacked on a quantifier, or a quantified group that holds a quantifier or
+// an alternation. Returns the reason, or "" when the key is tame.
+std::string UntameRegexReason(const std::string& key) {
+  if (key.size() > 256) return "longer than 256 characters";
+  const auto quantifier = [](char c) { return c == '*' || c == '+' || c == '{' || c == '?'; };
+  int alternatives = 0;
+  std::vector<bool> group_risky;  // per open group: holds a quantifier or '|'
+  char prev = '\0';              // previous significant character ('\0' at a start)
+  for (size_t i = 0; i < key.size(); ++i) {
+    const char c = key[i];
+    if (c == '\\') {  // an escaped character is a literal
+      ++i;
+      prev = 'a';
+      continue;
+    }
+    if (c == '|') {
+      if (++alternatives > 32) return "more than 32 alternatives";
+      if (prev == '\0' || prev == '(' || prev == '|') return "an empty alternative";
+      if (!group_risky.empty()) group_risky.back() = true;
+    } else if (quantifier(c)) {
+      const bool after_quantifier = prev == '*' || prev == '+' || prev == '}' || prev == '?';
+      if (after_quantifier && c != '?') return "a quantifier on a quantifier";
+      if (!group_risky.empty()) group_risky.back() = true;
+      if (c == '{') {
+        const size_t close = key.find('}', i);
+        if (close == std::string::npos) break;  // std::regex reports it
+        i = close;
+        prev = '}';
+        continue;
+      }
+    } else if (c == '(') {
+      group_risky.push_back(false);
+    } else if (c == ')') {
+      const bool risky = !group_risky.empty() && group_risky.back();
+      if (!group_risky.empty()) group_risky.pop_back();
+      if (risky && i + 1 < key.size() && quantifier(key[i + 1]) && key[i + 1] != '?') {
+        return "a repeated group that holds a quantifier or an alternation";
+      }
+      if (risky && !group_risky.empty()) group_risky.back() = true;
+    }
+    if (prev == '|' && c == ')') return "an empty alternative";
+    prev = c;
+  }
+  if (prev == '|') return "an empty alternative";
+  return "";
+}
+
 // rank_pattern or alpha_pattern, compiled once: Find(module) is the value of
 // the first key k (file order) for which (.*\.)?(k) matches the whole module
 // name (PEFT's get_pattern_key), if any.
@@ -49,6 +100,12 @@ class Patterns {
       if (!value.is_number()) {
         return Status::Corrupt(where + ": `" + field + "` value for '" + key +
                                "' must be a number");
+      }
+      if (const std::string why = UntameRegexReason(key); !why.empty()) {
+        return Status::Unsupported(where + ": `" + field + "` key '" + PrintableText(key) +
+                                   "' is a regex alloy does not run (" + why +
+                                   "): matching it could take exponential time; PEFT patterns "
+                                   "are module names or simple regexes");
       }
       try {
         p.entries_.emplace_back(std::regex("(.*\\.)?(" + key + ")", std::regex::optimize),

@@ -3,6 +3,7 @@
 #include "formats/lora_adapter.h"
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -173,6 +174,24 @@ TEST_CASE("lora adapter: refusals", "[formats][lora][errors]") {
                     dir, R"({"peft_type": "LORA", "r": 4, "rank_pattern": {"(": 2}})",
                     Module(kQ, 4))),
                 ErrorCode::kCorrupt, "is not a valid regex");
+  }
+  SECTION("rank_pattern regexes that could take exponential time") {
+    // The first is what lora_config_fuzz found (minutes in std::regex).
+    for (const char* key :
+         {R"(q_pro0.self_attnqv||||||||$||||mo....*+....du|||_proj)", R"((a+)+b)", R"((a|aa)*)",
+          R"(v_proj|)", R"(a**)"}) {
+      INFO(key);
+      nlohmann::json config = {{"peft_type", "LORA"}, {"r", 4}, {"rank_pattern", {{key, 2}}}};
+      ExpectError(LoraAdapter::Open(Adapter(dir, config.dump(), Module(kQ, 4))),
+                  ErrorCode::kUnsupported, "could take exponential time");
+    }
+    // Ordinary keys still work.
+    for (const char* key : {"v_proj", R"(layers\.1\.self_attn\.(q|v)_proj)", R"(layers\.[0-9]+\.mlp)",
+                            R"(q_proj.*)"}) {
+      INFO(key);
+      nlohmann::json config = {{"peft_type", "LORA"}, {"r", 4}, {"rank_pattern", {{key, 4}}}};
+      CHECK(LoraAdapter::Open(Adapter(dir, config.dump(), Module(kQ, 4))).ok());
+    }
   }
   SECTION("invalid JSON") {
     ExpectError(LoraAdapter::Open(Adapter(dir, R"({"peft_type": "LORA",)", Module(kQ, 4))),

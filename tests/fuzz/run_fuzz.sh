@@ -11,6 +11,10 @@ set -u
 build=${1:?usage: run_fuzz.sh <build dir> <seconds> [target...]}
 seconds=${2:?usage: run_fuzz.sh <build dir> <seconds> [target...]}
 shift 2
+# Seconds one input may take before it counts as a hang (and is kept as a
+# finding). Raise it for runs niced in the background of a busy machine, where
+# a starved process can sit for 10 s without running.
+timeout=${FUZZ_TIMEOUT:-10}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 recipes="$root/../shared/recipes"
@@ -64,7 +68,8 @@ for t in "${targets[@]}"; do
   echo "fuzz: $t for ${seconds}s (max_len $(max_len "$t"), log $log)"
   start=$(date +%s)
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-    "$bin" -max_total_time="$seconds" -max_len="$(max_len "$t")" -timeout=10 -rss_limit_mb=2048 \
+    "$bin" -max_total_time="$seconds" -max_len="$(max_len "$t")" -timeout="$timeout" \
+    -report_slow_units="$timeout" -rss_limit_mb=2048 \
     -dict="$(dict "$t")" -artifact_prefix="$art/" -print_final_stats=1 \
     "$work" "${seeds[@]}" >"$log" 2>&1
   rc=$?
